@@ -1,0 +1,1 @@
+"""REST API handlers (thin; they call the services)."""

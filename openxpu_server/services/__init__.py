@@ -1,0 +1,1 @@
+"""Business rules that the API handlers and the CLI call."""
