@@ -113,3 +113,4 @@ class OpenXPU(ExtensionApp):
 
 
 main = launch_new_instance = OpenXPU.launch_instance
+
