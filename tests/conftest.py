@@ -4,15 +4,17 @@ and a running engine with the real local backend and a declared 4-GPU single nod
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
+from jobhelpers import make_nodes
 from sqlalchemy import create_engine, text
 
 from openxpu_server.backends.local import LocalBackend
 from openxpu_server.engine import Engine
 from openxpu_server.scheduler.fit import FitScheduler, Node
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 PG_URL = os.environ.get("OPENXPU_TEST_PG_URL")
 DB_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -36,10 +38,6 @@ def db_url(request, tmp_path: Path) -> str:
         pytest.skip("no PostgreSQL (set OPENXPU_TEST_PG_URL; .ci/run does)")
     _reset_postgres(PG_URL)
     return PG_URL
-
-
-def make_nodes(cpu: int = 8, memory_mb: int = 16384, gpus: int = 4) -> list[Node]:
-    return [Node(name="box", host_ip="127.0.0.1", cpu=cpu, memory_mb=memory_mb, gpus=list(range(gpus)))]
 
 
 @pytest.fixture
@@ -70,13 +68,3 @@ def make_engine(db_url: str, tmp_path: Path):
 @pytest.fixture
 def engine(make_engine) -> Engine:
     return make_engine()
-
-
-def wait_for(engine: Engine, key: str, states=("SUCCEEDED", "FAILED", "STOPPED"), timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state, _, _ = engine.jobs.job_state(key)
-        if state in states:
-            return state
-        engine.wait_for_change(0.2)
-    raise AssertionError(f"{key} did not reach {states} in {timeout}s (now {state}): {engine.jobs.events(key)}")

@@ -9,7 +9,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from conftest import make_nodes, wait_for
+from jobhelpers import make_nodes, wait_for
 
 
 def job(name: str, roles: str, extra: str = "") -> str:
