@@ -40,6 +40,9 @@ class OpenXPU(ExtensionApp):
     run_engine = Bool(True, help="Run the scheduler/controller loops in this server.").tag(config=True)
     poll_interval = Float(0.5, help="Seconds between controller passes when nothing wakes it.").tag(config=True)
     stop_grace_seconds = Float(10.0, help="SIGTERM-to-SIGKILL grace period when a task is stopped.").tag(config=True)
+    max_platform_retries = Int(
+        10, help="Cap on uncounted retries of transient failures (e.g. a task killed with SIGKILL by the OOM killer)."
+    ).tag(config=True)
     username = Unicode(help="The OpenXPU user of a single-user server (default: the OS login name).").tag(config=True)
     cpus = Int(None, allow_none=True, help="CPUs the single box offers (default: detected).").tag(config=True)
     memory_mb = Int(None, allow_none=True, help="Memory in MB the single box offers (default: detected).").tag(
@@ -82,6 +85,7 @@ class OpenXPU(ExtensionApp):
             scheduler=self.scheduler_class(nodes),
             poll_interval=self.poll_interval,
             grace_seconds=self.stop_grace_seconds,
+            max_platform_retries=self.max_platform_retries,
         )
 
     def initialize_settings(self) -> None:

@@ -54,6 +54,7 @@ class Engine:
         poll_interval: float = 0.5,
         grace_seconds: float = 10.0,
         ports: PortAllocator | None = None,
+        max_platform_retries: int = 10,
     ):
         self.store = Store(db_url)
         self.backend = backend
@@ -71,6 +72,7 @@ class Engine:
             work_root=work_root,
             ports=ports,
             grace_seconds=grace_seconds,
+            max_platform_retries=max_platform_retries,
             on_change=self._notify,
         )
         self.jobs = JobService(self.store, scheduler=self.scheduler, backend=backend, wake=self.wake)

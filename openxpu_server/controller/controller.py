@@ -24,7 +24,14 @@ from ..runtime.ports import PortAllocator
 from ..scheduler.base import GangPlacement, GangRequest, Scheduler, TaskRequest
 from ..store.db import Store, now_ms
 from ..store.models import Event, Job, JobAttempt, Task, TaskAttempt
-from .policy import AttemptOutcome, CompletedTask, RoleCompletion, attempt_outcome, retry_decision
+from .policy import (
+    AttemptOutcome,
+    CompletedTask,
+    RetryDecision,
+    RoleCompletion,
+    attempt_outcome,
+    retry_decision,
+)
 from .states import FState
 
 log = logging.getLogger("openxpu.controller")
@@ -98,6 +105,7 @@ class Controller:
         work_root: str | Path,
         ports: PortAllocator | None = None,
         grace_seconds: float = 10.0,
+        max_platform_retries: int = 10,
         on_change: Callable[[str], None] | None = None,
     ):
         self.store = store
@@ -106,6 +114,9 @@ class Controller:
         self.work_root = Path(work_root)
         self.ports = ports or PortAllocator()
         self.grace_seconds = grace_seconds
+        # FC retries transient failures forever; on one box a task the kernel OOM-kills looks
+        # transient (137), so uncounted retries are capped here.
+        self.max_platform_retries = max_platform_retries
         self.on_change = on_change or (lambda key: None)
         self._stop_sent: set[str] = set()
         self._restored = False
@@ -431,6 +442,11 @@ class Controller:
             fancy=spec.job_retry_count != -2,
             stopping=job.execution_type == "STOP",
         )
+        platform_retries = job.retries - job.accountable_retries
+        if dec.retry and not dec.accountable and platform_retries >= self.max_platform_retries:
+            dec = RetryDecision(
+                False, False, f"gave up after {platform_retries} uncounted platform retries (max_platform_retries)"
+            )
         t = now_ms()
         if dec.retry:
             job.retries += 1

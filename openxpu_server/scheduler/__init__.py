@@ -1,6 +1,15 @@
 """Scheduler port: the narrow place / release / why-waiting interface and its implementations."""
 
-from .base import Decision, GangPlacement, GangRequest, Scheduler, SchedulerError, TaskPlacement, TaskRequest, WaitInfo
+from .base import (
+    Decision,
+    GangPlacement,
+    GangRequest,
+    Scheduler,
+    SchedulerError,
+    TaskPlacement,
+    TaskRequest,
+    WaitInfo,
+)
 from .fit import FitScheduler, Node
 
 __all__ = [

@@ -139,3 +139,19 @@ class FitScheduler(Scheduler):
                     f"gpu {t.gpu}, but the largest node ({biggest.name}) has cpu {biggest.cpu}, "
                     f"memoryMB {biggest.memory_mb}, gpu {len(biggest.gpus)}"
                 )
+        if request.gang:
+            empty = FitScheduler([Node(n.name, n.host_ip, n.cpu, n.memory_mb, list(n.gpus)) for n in self.nodes.values()])
+            if empty._try_place(request) is None:
+                need = (
+                    f"cpu {sum(t.cpu for t in request.tasks)}, memoryMB {sum(t.memory_mb for t in request.tasks)}, "
+                    f"gpu {sum(t.gpu for t in request.tasks)}"
+                )
+                have = (
+                    f"cpu {sum(n.cpu for n in self.nodes.values())}, "
+                    f"memoryMB {sum(n.memory_mb for n in self.nodes.values())}, "
+                    f"gpu {sum(len(n.gpus) for n in self.nodes.values())}"
+                )
+                raise SchedulerError(
+                    f"taskRoles: the gang of {len(request.tasks)} tasks needs {need} at once, more than the "
+                    f"whole cluster ({have}) even when idle"
+                )

@@ -101,6 +101,15 @@ def test_transient_platform_failure_retried_without_counting(engine, tmp_path: P
     assert s["retries"] == 1 and s["retryDetails"] == {"user": 0, "platform": 1, "resource": 0}
 
 
+def test_uncounted_platform_retries_are_capped(make_engine):
+    engine = make_engine(max_platform_retries=2)
+    key = engine.jobs.submit("alice", job("oomloop", role("worker", ["kill -9 $$"])))
+    assert wait_for(engine, key) == "FAILED"
+    s = engine.jobs.detail(key)["jobStatus"]
+    assert s["retries"] == 2 and s["retryDetails"]["platform"] == 2 and s["appExitCode"] == 137
+    assert "uncounted platform retries" in engine.jobs.events(key)["data"][0]["message"]
+
+
 def test_task_retry_only_without_gang_allocation(engine, tmp_path: Path):
     marker = tmp_path / "task-failed-once"
     cmd = f"if [ -e {marker} ]; then echo ok; else touch {marker}; exit 4; fi"
@@ -200,3 +209,6 @@ def test_job_too_big_for_any_node_is_rejected_at_submit(engine):
     with pytest.raises(InvalidProtocolError) as e:
         engine.jobs.submit("alice", job("huge", role("worker", ["true"], gpu=8)))
     assert "taskRoles.worker.resourcePerInstance" in str(e.value) and "gpu 4" in str(e.value)
+    with pytest.raises(InvalidProtocolError) as e:
+        engine.jobs.submit("alice", job("wide", role("worker", ["true"], instances=3, gpu=2)))
+    assert "gang of 3 tasks needs" in str(e.value) and "gpu 6" in str(e.value)

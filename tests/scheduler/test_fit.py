@@ -54,4 +54,6 @@ def test_restore_retakes_resources():
 def test_check_rejects_what_can_never_fit():
     with pytest.raises(SchedulerError, match="gpu 3, but the largest node"):
         box(gpus=2).check(gang("x", 1, gpu=3))
-    box(gpus=2).check(gang("x", 4, cpu=4, gpu=2))  # fits one at a time: accepted
+    with pytest.raises(SchedulerError, match="gang of 2 tasks needs cpu 2, memoryMB 200, gpu 4 at once"):
+        box(gpus=2).check(gang("x", 2, gpu=2))
+    box(gpus=2).check(gang("x", 2, cpu=2, gpu=1))  # fits the idle box at once: accepted

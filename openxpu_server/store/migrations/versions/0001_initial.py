@@ -1,13 +1,12 @@
 """initial schema: jobs, attempts, tasks, task attempts, events, lease
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-12-04 20:15:42.775198
 """
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = '0001'
 down_revision = None
