@@ -417,7 +417,7 @@ def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, to
         except ConflictJobError:
             # `run` means "run this file now": a name already used gets a fresh suffix.
             name = (yaml.safe_load(source) or {}).get("name", "job")
-            new_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            new_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
             _say(f"a job named {name} exists already; submitting this one as {new_name}", "yellow")
             key = api.submit(source, parameters, name=new_name)
         _say(f"submitted {key} to {api.where}")
@@ -479,7 +479,7 @@ def list_jobs(username, vc, state, keyword, limit, offset, as_json, server, toke
 
     table = Table(title=f"{result['totalCount']} job(s)")
     for col in ("job", "state", "vc", "tasks", "gpus", "retries", "submitted", "exit"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("job", "submitted"))
     for j in result["data"]:
         table.add_row(
             f"{j['username']}~{j['name']}",
@@ -491,7 +491,7 @@ def list_jobs(username, vc, state, keyword, limit, offset, as_json, server, toke
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["submissionTime"] / 1000)),
             "" if j["appExitCode"] is None else str(j["appExitCode"]),
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @main.command()
