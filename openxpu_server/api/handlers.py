@@ -71,8 +71,7 @@ class JobConfigHandler(OpenXPUHandler):
     @authorized
     def get(self, key: str) -> None:
         text = self.jobs.config(key)
-        self.set_header("Content-Type", "text/yaml; charset=utf-8")
-        self.finish(text)
+        self.finish(text, set_content_type="text/yaml; charset=utf-8")
 
 
 class ExecutionTypeHandler(OpenXPUHandler):
@@ -166,7 +165,7 @@ class TaskLogContentHandler(OpenXPUHandler):
                 f.seek(offset)
                 data = f.read()
             self.set_header("X-OpenXPU-Log-Offset", str(offset + len(data)))
-            self.finish(data)
+            self.finish(data, set_content_type="text/plain; charset=utf-8")
             return
         await self._follow(key, path, offset)
 
@@ -190,7 +189,7 @@ class TaskLogContentHandler(OpenXPUHandler):
                 await asyncio.sleep(0.25)
         except StreamClosedError:
             return
-        self.finish()
+        self.finish(set_content_type="text/plain; charset=utf-8")
 
 
 class NotFoundHandler(OpenXPUHandler):

@@ -214,14 +214,20 @@ class JobService:
             if q.vc:
                 conds.append(Job.virtual_cluster.in_(q.vc))
             if q.keyword:
-                like = f"%{q.keyword}%"
-                conds.append(or_(Job.name.like(like), Job.username.like(like), Job.virtual_cluster.like(like)))
+                kw = q.keyword
+                conds.append(
+                    or_(
+                        Job.name.contains(kw, autoescape=True),
+                        Job.username.contains(kw, autoescape=True),
+                        Job.virtual_cluster.contains(kw, autoescape=True),
+                    )
+                )
             if q.job_priority:
                 conds.append(Job.priority_class.in_([p for p in q.job_priority if p != "default"]))
             if q.state:
                 conds.append(or_(*[_state_condition(st) for st in q.state]))
-            for tag in q.tags_contain or []:
-                conds.append(Job.tags.any(JobTag.tag == tag))
+            if q.tags_contain:  # any of the tags, as OpenPAI's rest-server does
+                conds.append(Job.tags.any(JobTag.tag.in_(q.tags_contain)))
             for tag in q.tags_not_contain or []:
                 conds.append(~Job.tags.any(JobTag.tag == tag))
             if conds:
