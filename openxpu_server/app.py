@@ -76,7 +76,8 @@ class OpenXPU(ExtensionApp):
         return False
 
     def build_engine(self) -> Engine:
-        backend = self.backend_class(log_max_bytes=self.log_rotate_bytes)
+        # The runtime's error analysis reads up to the last 10 MB of a failed task's log (openpai.md §3.3).
+        backend = self.backend_class(log_max_bytes=self.log_rotate_bytes, log_tail_bytes=10 * 1024 * 1024)
         nodes = single_box_nodes(cpus=self.cpus, memory_mb=self.memory_mb, gpus=self.gpus, host_ip=self.host_ip)
         return Engine(
             db_url=self.db_url,

@@ -140,6 +140,7 @@ class EmbeddedApi:
         self.where = f"embedded engine (store {app.db_url})"
         self.loops_here = False
         self.loop_note = ""
+        self._last_try = time.monotonic()
 
     def start_loops(self) -> None:
         if self.loops_here:
@@ -186,8 +187,14 @@ class EmbeddedApi:
     def wait(self, timeout: float) -> None:
         if self.loops_here:
             self.engine.wait_for_change(timeout)
-        else:
-            time.sleep(timeout)
+            return
+        time.sleep(timeout)
+        # Following a job another engine runs: take the loops over if that engine goes away.
+        if time.monotonic() - self._last_try > 2:
+            self._last_try = time.monotonic()
+            self.start_loops()
+            if self.loops_here:
+                _say("the other engine is gone; this process runs the loops now", "yellow")
 
     def close(self) -> None:
         if self.loops_here:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..backends.base import Backend, TaskExit, TaskHandle, TaskLaunch
+from ..protocol.render import render
 from ..protocol.spec import JobSpec, spec_from_json
 from ..runtime import analysis, exit_spec
 from ..runtime.env import TaskInfo, task_environment
@@ -267,7 +268,7 @@ class Controller:
                     index=task.index,
                     job_attempt=attempt.attempt_id,
                     task_attempt=task.attempt_id,
-                    script="\n".join(role.commands) + "\n",
+                    script=render("\n".join(role.commands), {"$secrets": spec.secrets}) + "\n",
                     env=env,
                     work_dir=ta.work_dir,
                     gpus=list(task.gpus or []),
@@ -312,7 +313,7 @@ class Controller:
         self, s: Session, job: Job, task: Task, ta: TaskAttempt, exit_: TaskExit, spec: JobSpec, code: int | None = None
     ) -> None:
         """Record a task attempt's end (with the runtime's error analysis), then decide its retry."""
-        if code is None and exit_.exit_code > 0:
+        if code is None and 0 < exit_.exit_code < 256:  # >= 256: the launcher failed, not the user
             result = analysis.analyze(exit_.exit_code, exit_.log_tail)
             code = result.exit_code
             ta.exit_messages = {"runtime": result.to_runtime_dict()}
@@ -485,7 +486,13 @@ class Controller:
             return
         decision = self.scheduler.schedule(list(requests.values()))
         for placement in decision.placed:
-            self._bind(ids[placement.key], placement)
+            try:
+                self._bind(ids[placement.key], placement)
+            except Exception as e:  # e.g. no free port: give the resources back, retry next pass
+                log.warning("could not bind %s: %s", placement.key, e)
+                self.scheduler.release(placement.key)
+                self._note_wait(ids[placement.key], f"placed but not started: {e}")
+                continue
             self._reconcile(ids[placement.key])
         with self.store.session() as s:
             for key, job_id in ids.items():
@@ -498,6 +505,14 @@ class Controller:
                 if attempt.wait_reason != reason:
                     attempt.wait_reason = reason
                     add_event(s, job, "Waiting", reason)
+
+    def _note_wait(self, job_id: int, reason: str) -> None:
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            attempt = self._current(job)
+            if attempt.wait_reason != reason:
+                attempt.wait_reason = reason
+                add_event(s, job, "Waiting", reason, type="Warning")
 
     def _held_ports(self, s: Session) -> set[int]:
         rows = s.scalars(

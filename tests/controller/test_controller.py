@@ -212,3 +212,18 @@ def test_job_too_big_for_any_node_is_rejected_at_submit(engine):
     with pytest.raises(InvalidProtocolError) as e:
         engine.jobs.submit("alice", job("wide", role("worker", ["true"], instances=3, gpu=2)))
     assert "gang of 3 tasks needs" in str(e.value) and "gpu 6" in str(e.value)
+
+
+def test_secrets_reach_the_task_but_never_the_stored_spec(engine, tmp_path: Path):
+    out = tmp_path / "secret"
+    extra = "secrets: {token: s3cr3t}\nparameters: {who: bob}\n"
+    cmd = f"echo '<% $parameters.who %>:<% $secrets.token %>' > {out}"
+    key = engine.jobs.submit("alice", job("secret", role("worker", [cmd]), extra=extra))
+    assert wait_for(engine, key) == "SUCCEEDED"
+    assert out.read_text().strip() == "bob:s3cr3t"
+    assert "s3cr3t" not in engine.jobs.config(key)
+    with engine.store.session() as s:
+        from openxpu_server.store import Job
+
+        stored = s.query(Job).one().spec
+    assert "<% $secrets.token %>" in str(stored["task_roles"]["worker"]["commands"])
