@@ -6,6 +6,14 @@ PG_DIR=${PG_DIR:-/tmp/openxpu-ci-pg}
 start_postgres() {
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  # A server left running from an earlier run on this machine: stop it before wiping its files.
+  if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    su postgres -s /bin/sh -c "$bin/pg_ctl -D $PG_DIR/data -m immediate stop >/dev/null" || true
+  fi
+  # Someone else on the port: take a free one.
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $PG_PORT)) != 0)"; then
+    PG_PORT=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  fi
   rm -rf "$PG_DIR"
   mkdir -p "$PG_DIR"
   chown postgres:postgres "$PG_DIR"

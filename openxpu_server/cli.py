@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -224,6 +225,16 @@ def _running_jupyter_server() -> tuple[str, str] | None:
     return None
 
 
+@contextmanager
+def connected(server: str | None, token: str | None, embedded: bool) -> Iterator[Api]:
+    """The command's connection, closed (and embedded loops stopped) however the command ends."""
+    api = connect(server, token, embedded)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
 def connect(server: str | None, token: str | None, embedded: bool) -> Api:
     if embedded:
         return EmbeddedApi()
@@ -412,8 +423,7 @@ def _run_and_follow(api: Api, key: str, follow_logs: bool) -> int:
 def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, token: str | None, embedded: bool) -> None:
     """Submit FILE (protocol v2 YAML/JSON) and follow it; exit 0 when it succeeds."""
     source = _read_source(file)
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         if isinstance(api, EmbeddedApi):
             api.start_loops()
             if api.loop_note:
@@ -434,8 +444,6 @@ def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, to
                      "(jupyter lab, jupyter openxpu, or openxpu logs -f)", "yellow")
             return
         code = _run_and_follow(api, key, True)
-    finally:
-        api.close()
     sys.exit(code)
 
 
@@ -446,15 +454,12 @@ def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, to
 @_wrap
 def submit(file: str, params: tuple[str, ...], server: str | None, token: str | None, embedded: bool) -> None:
     """Submit FILE and print the job id (user~name)."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         key = api.submit(_read_source(file), _parse_params(params))
         click.echo(key)
         if isinstance(api, EmbeddedApi):
             _say("no server runs: the job waits for an engine (jupyter lab, jupyter openxpu, "
                  f"or `openxpu logs -f {key}`)", "yellow")
-    finally:
-        api.close()
 
 
 @main.command(name="list")
@@ -469,15 +474,12 @@ def submit(file: str, params: tuple[str, ...], server: str | None, token: str | 
 @_wrap
 def list_jobs(username, vc, state, keyword, limit, offset, as_json, server, token, embedded) -> None:
     """List jobs, newest first."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         query = {"limit": str(limit), "offset": str(offset), "withTotalCount": "true"}
         for k, v in (("username", username), ("vc", vc), ("state", state), ("keyword", keyword)):
             if v:
                 query[k] = v
         result = api.list(query)
-    finally:
-        api.close()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -508,17 +510,18 @@ def list_jobs(username, vc, state, keyword, limit, offset, as_json, server, toke
 @_wrap
 def show(job: str, as_json: bool, server, token, embedded) -> None:
     """Show a job's state, tasks and exit diagnostics."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         d = api.detail(job)
-    finally:
-        api.close()
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
     s = d["jobStatus"]
     click.echo(f"{s['username']}~{d['name']}  {s['state']} ({s['subState']})  vc={s['virtualCluster']}  "
                f"attempt={s['attemptId']} retries={s['retries']}")
+    images = s.get("dockerImages") or {}
+    if images:
+        click.echo("  images: " + ", ".join(f"{r}={i}" for r, i in images.items())
+                   + " (recorded; the local backend runs commands on the host)")
     if s.get("waitReason"):
         click.echo(f"  waiting: {s['waitReason']}")
     if s.get("appExitCode") is not None:
@@ -542,8 +545,7 @@ def show(job: str, as_json: bool, server, token, embedded) -> None:
 @_wrap
 def logs(job: str, follow_: bool, task: str | None, log_name: str, server, token, embedded) -> None:
     """Print a job's task logs (prefixed by task); -f follows them."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         if follow_:
             if isinstance(api, EmbeddedApi):
                 api.start_loops()
@@ -555,8 +557,6 @@ def logs(job: str, follow_: bool, task: str | None, log_name: str, server, token
             data, _ = api.read_log(parts, log_name, 0)
             for line in data.decode("utf-8", "replace").splitlines():
                 click.echo(f"[{prefix}] {line}")
-    finally:
-        api.close()
 
 
 @main.command()
@@ -565,12 +565,9 @@ def logs(job: str, follow_: bool, task: str | None, log_name: str, server, token
 @_wrap
 def stop(job: str, server, token, embedded) -> None:
     """Stop a job (its tasks get SIGTERM, then SIGKILL after the grace period)."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         api.stop(job)
         _say(f"stop requested for {job}")
-    finally:
-        api.close()
 
 
 @main.command()
@@ -579,11 +576,8 @@ def stop(job: str, server, token, embedded) -> None:
 @_wrap
 def config(job: str, server, token, embedded) -> None:
     """Print the job's config as submitted (secrets masked)."""
-    api = connect(server, token, embedded)
-    try:
+    with connected(server, token, embedded) as api:
         click.echo(api.config(job), nl=False)
-    finally:
-        api.close()
 
 
 if __name__ == "__main__":
