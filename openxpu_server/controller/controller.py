@@ -40,6 +40,7 @@ log = logging.getLogger("openxpu.controller")
 STOP_REQUESTED = -210  # StopFrameworkRequested
 ATTEMPT_COMPLETION = -220  # FrameworkAttemptCompletion: task killed because its attempt completed
 LAUNCH_FAILED = -200  # PodCreationPermanentError
+PREEMPTED = -101  # PodExternalDeleted: what a HiveD-preempted job shows; transient, retried uncounted
 
 
 def new_attempt(job: Job, attempt_id: int, spec: JobSpec, t: int) -> JobAttempt:
@@ -444,7 +445,12 @@ class Controller:
             stopping=job.execution_type == "STOP",
         )
         platform_retries = job.retries - job.accountable_retries
-        if dec.retry and not dec.accountable and platform_retries >= self.max_platform_retries:
+        if (
+            dec.retry
+            and not dec.accountable
+            and code != PREEMPTED  # being preempted is not the job's fault: never capped
+            and platform_retries >= self.max_platform_retries
+        ):
             dec = RetryDecision(
                 False, False, f"gave up after {platform_retries} uncounted platform retries (max_platform_retries)"
             )
@@ -485,6 +491,8 @@ class Controller:
         if not requests:
             return
         decision = self.scheduler.schedule(list(requests.values()))
+        for victim in decision.preempt:
+            self._preempt(victim)
         for placement in decision.placed:
             try:
                 self._bind(ids[placement.key], placement)
@@ -505,6 +513,24 @@ class Controller:
                 if attempt.wait_reason != reason:
                     attempt.wait_reason = reason
                     add_event(s, job, "Waiting", reason)
+
+    def _preempt(self, key: str) -> None:
+        """Stop a running gang the scheduler evicts; its attempt ends transient (-101) and is retried."""
+        user, _, name = key.partition("~")
+        with self.store.new_session() as s:
+            job = s.scalar(select(Job).where(Job.username == user, Job.name == name))
+            if job is None or job.state not in (FState.CREATION_REQUESTED, FState.PREPARING, FState.RUNNING):
+                return
+            self._begin_completion(
+                s,
+                job,
+                self._current(job),
+                AttemptOutcome(PREEMPTED, "Preempted by the scheduler for a higher-priority job"),
+            )
+            add_event(s, job, "Preempted", "preempted for a higher-priority job; it will be retried", type="Warning")
+            s.commit()
+            job_id = job.id
+        self._reconcile(job_id)
 
     def _note_wait(self, job_id: int, reason: str) -> None:
         with self.store.session() as s:

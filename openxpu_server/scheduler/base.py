@@ -41,6 +41,7 @@ class TaskPlacement:
     node: str
     host_ip: str
     gpus: list[int]  # device indices on that node
+    cells: list[str] = field(default_factory=list)  # leaf cell addresses (cell schedulers), for restore
 
 
 @dataclass
@@ -51,7 +52,7 @@ class GangPlacement:
 
     def to_json(self) -> dict:
         return {
-            f"{role}/{index}": {"node": p.node, "hostIp": p.host_ip, "gpus": p.gpus}
+            f"{role}/{index}": {"node": p.node, "hostIp": p.host_ip, "gpus": p.gpus, "cells": p.cells}
             for (role, index), p in self.tasks.items()
         }
 
@@ -60,7 +61,7 @@ class GangPlacement:
         tasks = {}
         for k, v in data.items():
             role, index = k.rsplit("/", 1)
-            tasks[(role, int(index))] = TaskPlacement(v["node"], v["hostIp"], list(v["gpus"]))
+            tasks[(role, int(index))] = TaskPlacement(v["node"], v["hostIp"], list(v["gpus"]), list(v.get("cells", [])))
         return cls(key, attempt, tasks)
 
 
