@@ -16,10 +16,12 @@ from traitlets import Bool, Float, Instance, Int, List, Type, Unicode, Union, de
 from . import __version__
 from .backends.base import Backend
 from .backends.local import LocalBackend
-from .engine import Engine, single_box_nodes
+from .engine import Engine
 from .errors import EngineLeaseError
 from .scheduler.base import Scheduler
 from .scheduler.fit import FitScheduler
+from .scheduler.layout import detect_single_box_layout, load_layout
+from .scheduler.layout_model import Layout
 from .services.jobs import env_username
 from .store.db import default_db_url
 
@@ -55,6 +57,10 @@ class OpenXPU(ExtensionApp):
         help="GPUs the single box offers: a count or device indices (default: detected with NVML/nvidia-smi).",
     ).tag(config=True)
     host_ip = Unicode("127.0.0.1", help="The address tasks use to reach each other.").tag(config=True)
+    layout_file = Unicode(
+        help="HiveD-compatible cluster layout (YAML, see cluster/layouts/); default: this machine, detected, "
+        "with one virtual cluster 'default'.",
+    ).tag(config=True)
     log_rotate_bytes = Int(64 * 1024 * 1024, help="Size at which a task's log file is rotated.").tag(config=True)
 
     engine = Instance(Engine, allow_none=True)
@@ -67,6 +73,10 @@ class OpenXPU(ExtensionApp):
     def _default_db_url(self) -> str:
         return os.environ.get("OPENXPU_DB_URL") or default_db_url(self.data_dir)
 
+    @default("layout_file")
+    def _default_layout_file(self) -> str:
+        return os.environ.get("OPENXPU_LAYOUT", "")
+
     @default("username")
     def _default_username(self) -> str:
         return env_username()
@@ -75,15 +85,19 @@ class OpenXPU(ExtensionApp):
     def _default_open_browser(self) -> bool:
         return False
 
+    def build_layout(self) -> Layout:
+        if self.layout_file:
+            return load_layout(self.layout_file)
+        return detect_single_box_layout(cpus=self.cpus, memory_mb=self.memory_mb, gpus=self.gpus, host_ip=self.host_ip)
+
     def build_engine(self) -> Engine:
         # The runtime's error analysis reads up to the last 10 MB of a failed task's log (openpai.md §3.3).
         backend = self.backend_class(log_max_bytes=self.log_rotate_bytes, log_tail_bytes=10 * 1024 * 1024)
-        nodes = single_box_nodes(cpus=self.cpus, memory_mb=self.memory_mb, gpus=self.gpus, host_ip=self.host_ip)
         return Engine(
             db_url=self.db_url,
             work_root=Path(self.data_dir) / "jobs",
             backend=backend,
-            scheduler=self.scheduler_class(nodes),
+            scheduler=self.scheduler_class.from_layout(self.build_layout()),
             poll_interval=self.poll_interval,
             grace_seconds=self.stop_grace_seconds,
             max_platform_retries=self.max_platform_retries,

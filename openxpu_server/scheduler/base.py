@@ -10,6 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .layout_model import Layout
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class SchedulerError(ValueError):
 
 class Scheduler(ABC):
     """Places whole gangs of tasks on nodes; see module docstring."""
+
+    @classmethod
+    def from_layout(cls, layout: Layout) -> Scheduler:
+        """The scheduler for a cluster layout (how the engine builds the configured class)."""
+        return cls(layout)  # type: ignore[call-arg]
 
     @abstractmethod
     def schedule(self, queue: Sequence[GangRequest]) -> Decision:

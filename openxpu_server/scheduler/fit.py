@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .base import Decision, GangPlacement, GangRequest, Scheduler, SchedulerError, TaskPlacement, WaitInfo
+from .layout import iter_cells
+from .layout_model import Layout
 
 
 @dataclass
@@ -34,7 +36,28 @@ class Node:
         )
 
 
+def nodes_from_layout(layout: Layout) -> list[Node]:
+    """One Node per layout node: its leaf cells' SKU resources summed, GPU leaves as devices."""
+    found: dict[str, Node] = {}
+    for info in iter_cells(layout):
+        if info.level != 1 or info.node is None:
+            continue
+        leaf = info.cell.cell_type
+        sku = layout.sku_types[leaf]
+        host_ip = layout.nodes[info.node].host_ip if info.node in layout.nodes else "127.0.0.1"
+        node = found.setdefault(info.node, Node(info.node, host_ip, 0, 0, []))
+        node.cpu += sku.cpu
+        node.memory_mb += sku.memory_mb
+        if sku.gpu > 0:
+            node.gpus.append(int(info.cell.address or len(node.gpus)))
+    return list(found.values())
+
+
 class FitScheduler(Scheduler):
+    @classmethod
+    def from_layout(cls, layout: Layout) -> FitScheduler:
+        return cls(nodes_from_layout(layout))
+
     def __init__(self, nodes: Sequence[Node]):
         if not nodes:
             raise ValueError("a scheduler needs at least one node")

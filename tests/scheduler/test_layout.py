@@ -91,7 +91,7 @@ def test_shipped_layout_numbers():
     assert nodes_of_layout(pod) == ["gpu-n1", "gpu-n2", "gpu-n3", "gpu-n4"]
     assert total_leaf_cells(pod) == {"A100": 32}
     assert vc_quota(pod) == {"nlp": {"A100": 8}, "vision": {"A100": 16}, "research": {"A100": 4}}
-    assert pod.nodes["gpu-n3"] == NodeInfo("gpu-n3", "10.0.0.13")
+    assert pod.nodes["gpu-n3"] == NodeInfo("gpu-n3", "127.0.0.13")
 
     het = load_layout(LAYOUTS / "heterogeneous.yaml")
     assert chains(het) == ["A100-POOL", "V100-NODE"]
@@ -176,12 +176,12 @@ def test_partial_children_are_completed_and_explicit_devices_kept():
 
 def test_round_trip_keeps_pins_nodes_and_compacts_implied_cells():
     raw = base()
-    raw["nodes"] = {"gpu-n4": {"hostIp": "10.1.2.3"}}
+    raw["nodes"] = {"gpu-n4": {"hostIp": "127.1.2.3"}}
     layout = load_layout(raw)
     out = to_dict(layout)
     children = out["physicalCluster"]["physicalCells"][0]["cellChildren"]
     assert children[2] == {"cellAddress": "gpu-n3", "pinnedCellId": "vision-reserved"}  # GPUs implied again
-    assert out["nodes"]["gpu-n4"] == {"hostIp": "10.1.2.3"}
+    assert out["nodes"]["gpu-n4"] == {"hostIp": "127.1.2.3"}
     assert load_layout(out) == layout
 
 
@@ -397,7 +397,7 @@ INVALID = [
     ),
     (
         "unknown node in nodes",
-        _set("nodes", {"gpu-n9": {"hostIp": "10.0.0.9"}}),
+        _set("nodes", {"gpu-n9": {"hostIp": "127.0.0.9"}}),
         "nodes.gpu-n9",
         "unknown node gpu-n9",
     ),
@@ -519,12 +519,12 @@ def test_load_does_not_mutate_the_given_dict():
 
 
 def test_single_box_layout_with_gpus():
-    layout = single_box_layout(node="box", host_ip="10.0.0.5", cpus=32, memory_mb=256_000, gpus=[0, 2, 3])
+    layout = single_box_layout(node="box", host_ip="127.0.0.5", cpus=32, memory_mb=256_000, gpus=[0, 2, 3])
     assert layout.sku_types == {"GPU": SkuType("GPU", gpu=1, cpu=10, memory_mb=85_333)}
     node = layout.physical_cells[0]
     assert node.address == "box" and [c.address for c in node.children] == ["0", "2", "3"]
     assert layout.cell_types["GPU-NODE"].is_node_level
-    assert nodes_of_layout(layout) == ["box"] and layout.nodes["box"].host_ip == "10.0.0.5"
+    assert nodes_of_layout(layout) == ["box"] and layout.nodes["box"].host_ip == "127.0.0.5"
     assert total_leaf_cells(layout) == {"GPU": 3} and vc_quota(layout) == {"default": {"GPU": 3}}
     assert load_layout(to_dict(layout)) == layout
 
