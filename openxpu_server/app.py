@@ -19,7 +19,7 @@ from .backends.local import LocalBackend
 from .engine import Engine
 from .errors import EngineLeaseError
 from .scheduler.base import Scheduler
-from .scheduler.fit import FitScheduler
+from .scheduler.hived import HivedScheduler
 from .scheduler.layout import detect_single_box_layout, load_layout
 from .scheduler.layout_model import Layout
 from .services.jobs import env_username
@@ -38,7 +38,12 @@ class OpenXPU(ExtensionApp):
         config=True
     )
     backend_class = Type(default_value=LocalBackend, klass=Backend, help="Where tasks run.").tag(config=True)
-    scheduler_class = Type(default_value=FitScheduler, klass=Scheduler, help="How gangs are placed.").tag(config=True)
+    scheduler_class = Type(
+        default_value=HivedScheduler,
+        klass=Scheduler,
+        help="How gangs are placed: HivedScheduler (cells, VCs, priorities, preemption) or FitScheduler "
+        "(plain cpu/memory/GPU fitting on the layout's nodes).",
+    ).tag(config=True)
     run_engine = Bool(True, help="Run the scheduler/controller loops in this server.").tag(config=True)
     poll_interval = Float(0.5, help="Seconds between controller passes when nothing wakes it.").tag(config=True)
     stop_grace_seconds = Float(10.0, help="SIGTERM-to-SIGKILL grace period when a task is stopped.").tag(config=True)
@@ -57,6 +62,12 @@ class OpenXPU(ExtensionApp):
         help="GPUs the single box offers: a count or device indices (default: detected with NVML/nvidia-smi).",
     ).tag(config=True)
     host_ip = Unicode("127.0.0.1", help="The address tasks use to reach each other.").tag(config=True)
+    reservation_timeout = Float(
+        600.0,
+        allow_none=True,
+        help="HiveD anti-starvation: a waiting gang passed over by gangs of its VC submitted this many seconds "
+        "after it gets its cells reserved (no more backfill onto them). None: never (HiveD's own behaviour).",
+    ).tag(config=True)
     layout_file = Unicode(
         help="HiveD-compatible cluster layout (YAML, see cluster/layouts/); default: this machine, detected, "
         "with one virtual cluster 'default'.",
@@ -90,6 +101,12 @@ class OpenXPU(ExtensionApp):
             return load_layout(self.layout_file)
         return detect_single_box_layout(cpus=self.cpus, memory_mb=self.memory_mb, gpus=self.gpus, host_ip=self.host_ip)
 
+    def build_scheduler(self) -> Scheduler:
+        layout = self.build_layout()
+        if issubclass(self.scheduler_class, HivedScheduler):
+            return self.scheduler_class(layout, reservation_timeout=self.reservation_timeout)
+        return self.scheduler_class.from_layout(layout)
+
     def build_engine(self) -> Engine:
         # The runtime's error analysis reads up to the last 10 MB of a failed task's log (openpai.md §3.3).
         backend = self.backend_class(log_max_bytes=self.log_rotate_bytes, log_tail_bytes=10 * 1024 * 1024)
@@ -97,7 +114,7 @@ class OpenXPU(ExtensionApp):
             db_url=self.db_url,
             work_root=Path(self.data_dir) / "jobs",
             backend=backend,
-            scheduler=self.scheduler_class.from_layout(self.build_layout()),
+            scheduler=self.build_scheduler(),
             poll_interval=self.poll_interval,
             grace_seconds=self.stop_grace_seconds,
             max_platform_retries=self.max_platform_retries,

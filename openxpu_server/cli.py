@@ -580,5 +580,13 @@ def config(job: str, server, token, embedded) -> None:
         click.echo(api.config(job), nl=False)
 
 
+def _mount_simulator() -> None:
+    from .sim.cli import sim
+
+    main.add_command(sim)
+
+
+_mount_simulator()
+
 if __name__ == "__main__":
     main()

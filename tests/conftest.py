@@ -45,12 +45,12 @@ def make_engine(db_url: str, tmp_path: Path):
     """Factory: an engine on `db_url` with its own work root; stopped at teardown."""
     engines: list[Engine] = []
 
-    def factory(nodes: list[Node] | None = None, **kwargs) -> Engine:
+    def factory(nodes: list[Node] | None = None, scheduler=None, **kwargs) -> Engine:
         engine = Engine(
             db_url=db_url,
             work_root=tmp_path / "jobs",
             backend=LocalBackend(),
-            scheduler=FitScheduler(nodes or make_nodes()),
+            scheduler=scheduler or FitScheduler(nodes or make_nodes()),
             poll_interval=kwargs.pop("poll_interval", 0.05),
             grace_seconds=kwargs.pop("grace_seconds", 2.0),
             **kwargs,

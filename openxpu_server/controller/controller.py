@@ -560,7 +560,10 @@ class Controller:
                 p = placement.tasks[(task.role, task.index)]
                 ports = self.ports.allocate(spec.task_roles[task.role].ports, held)
                 held.update(x for plist in ports.values() for x in plist)
-                task.node, task.host_ip, task.gpus, task.ports = p.node, p.host_ip, list(p.gpus), ports
+                # A cell scheduler may hold whole GPU cells for a CPU task (a SKU is its unit); the task
+                # sees only the GPUs it asked for. The full placement stays in attempt.placement.
+                gpus = list(p.gpus)[: spec.task_roles[task.role].gpu]
+                task.node, task.host_ip, task.gpus, task.ports = p.node, p.host_ip, gpus, ports
             attempt.placement = placement.to_json()
             attempt.wait_reason = None
             self._set_state(job, attempt, FState.CREATION_REQUESTED)

@@ -48,6 +48,7 @@ def jp_server_config(tmp_path):
         },
         "OpenXPU": {
             "data_dir": str(tmp_path / "openxpu-data"),
+            "layout_file": str(Path(__file__).with_name("layout.yaml")),
             "poll_interval": 0.05,
             "stop_grace_seconds": 2,
             "cpus": 8,

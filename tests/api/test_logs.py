@@ -147,8 +147,8 @@ async def test_log_follow_streams_until_the_job_ends(api, make_job):
 
 
 async def test_logs_of_a_waiting_task_are_404(api, make_job):
-    # 2 GPUs are declared and taken by the first job: the second waits, with no task attempt yet.
-    hog = await api.submit(make_job("hog", ["sleep 60"], gpu=2))
+    # The VC's 4 GPUs are taken by the first job: the second waits, with no task attempt yet.
+    hog = await api.submit(make_job("hog", ["sleep 60"], gpu=2, instances=2))
     await api.wait_tasks_running(hog)
     waiting = await api.submit(make_job("waiter", ["echo never"], gpu=1))
     deadline = time.monotonic() + 15

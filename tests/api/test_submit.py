@@ -145,19 +145,20 @@ async def test_more_gpus_than_declared_is_400(api, make_job):
 
 
 async def test_gang_needing_more_gpus_than_declared_is_400(api, make_job):
-    # Each task fits, but a gang of three 1-GPU tasks never fits 2 GPUs at once.
+    # Each task fits, but a gang of three 2-GPU tasks never fits the VC's 4 GPUs at once.
     message = await api.error(
         "jobs",
         method="POST",
-        body=make_job("gang3", instances=3, gpu=1),
+        body=make_job("gang3", instances=3, gpu=2),
         status=400,
         code="InvalidProtocolError",
     )
-    assert message.startswith("taskRoles") and "gpu" in message, message
-    # Without gang allocation the tasks may run one after another: accepted.
-    job = make_job("no-gang3", instances=3, gpu=1, as_dict=True)
+    assert message.startswith("taskRoles") and "gpu" in message.lower(), message
+    # The cell scheduler places a job's tasks together even without gang allocation (a documented
+    # limitation), so such a job could never start either: it is refused the same way, not left waiting.
+    job = make_job("no-gang3", instances=3, gpu=2, as_dict=True)
     job["extras"] = {"gangAllocation": False}
-    await api.submit(job)
+    await api.error("jobs", method="POST", body=json.dumps(job), status=400, code="InvalidProtocolError")
 
 
 async def test_unknown_job_is_404(api):
