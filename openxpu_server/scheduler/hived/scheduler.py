@@ -982,18 +982,7 @@ class HivedScheduler(Scheduler):
         """k leaves of `unit` with the best affinity: descend while one child alone fits, choosing the
         child with the fewest usable leaves (packing inside the node); free leaves before others."""
         if mode == FREE:
-            cell = unit
-            while cell.level > 1:
-                best = None
-                bf = 0
-                for ch in cell.children:
-                    f = ch.free
-                    if f >= k and (best is None or f < bf):
-                        best, bf = ch, f
-                if best is None:
-                    break
-                cell = best
-            return [lf for lf in cell.leaves if lf.user is None and lf.reserved is None][:k]
+            return _pack_free(unit, k)
         ok = self._ok(mode, w)
         cell = unit
         while cell.level > 1:
@@ -1015,18 +1004,7 @@ class HivedScheduler(Scheduler):
 
     def _pick_opp(self, node: Node, k: int) -> list[Cell]:
         if node.nbound == 0 and node.npinned == 0:
-            cell = node.cell
-            while cell.level > 1:
-                best = None
-                bf = 0
-                for ch in cell.children:
-                    f = ch.free
-                    if f >= k and (best is None or f < bf):
-                        best, bf = ch, f
-                if best is None:
-                    break
-                cell = best
-            return [lf for lf in cell.leaves if lf.user is None and lf.reserved is None][:k]
+            return _pack_free(node.cell, k)
 
         def usable(lf: Cell) -> bool:
             return lf.user is None and lf.reserved is None and lf.pinned is None
@@ -1663,3 +1641,20 @@ def _dec(counts: dict, key) -> None:
         counts[key] = n
     else:
         counts.pop(key, None)
+
+
+def _pack_free(unit: Cell, k: int) -> list[Cell]:
+    """k free leaves of `unit`, packed: descend into the child with the fewest free leaves that
+    still has k (best fit), so the rest of the cell stays whole for bigger requests."""
+    cell = unit
+    while cell.level > 1:
+        best = None
+        bf = 0
+        for ch in cell.children:
+            f = ch.free
+            if f >= k and (best is None or f < bf):
+                best, bf = ch, f
+        if best is None:
+            break
+        cell = best
+    return [lf for lf in cell.leaves if lf.user is None and lf.reserved is None][:k]
