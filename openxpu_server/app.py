@@ -108,8 +108,11 @@ class OpenXPU(ExtensionApp):
         return self.scheduler_class.from_layout(layout)
 
     def build_engine(self) -> Engine:
-        # The runtime's error analysis reads up to the last 10 MB of a failed task's log (openpai.md §3.3).
-        backend = self.backend_class(log_max_bytes=self.log_rotate_bytes, log_tail_bytes=10 * 1024 * 1024)
+        if issubclass(self.backend_class, LocalBackend):
+            # The runtime's error analysis reads up to the last 10 MB of a failed task's log (openpai.md §3.3).
+            backend = self.backend_class(log_max_bytes=self.log_rotate_bytes, log_tail_bytes=10 * 1024 * 1024)
+        else:
+            backend = self.backend_class()
         return Engine(
             db_url=self.db_url,
             work_root=Path(self.data_dir) / "jobs",

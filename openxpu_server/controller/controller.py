@@ -515,7 +515,8 @@ class Controller:
                     add_event(s, job, "Waiting", reason)
 
     def _preempt(self, key: str) -> None:
-        """Stop a running gang the scheduler evicts; its attempt ends transient (-101) and is retried."""
+        """Stop a running gang the scheduler evicts; its attempt ends transient (-101), which the fancy
+        retry policy retries without counting (jobRetryCount -2 turns that policy off)."""
         user, _, name = key.partition("~")
         with self.store.new_session() as s:
             job = s.scalar(select(Job).where(Job.username == user, Job.name == name))
@@ -527,7 +528,7 @@ class Controller:
                 self._current(job),
                 AttemptOutcome(PREEMPTED, "Preempted by the scheduler for a higher-priority job"),
             )
-            add_event(s, job, "Preempted", "preempted for a higher-priority job; it will be retried", type="Warning")
+            add_event(s, job, "Preempted", "preempted by the scheduler for a higher-priority job", type="Warning")
             s.commit()
             job_id = job.id
         self._reconcile(job_id)

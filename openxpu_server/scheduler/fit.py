@@ -1,6 +1,7 @@
 """The single-box scheduler: fits whole gangs by cpu, memory and GPU count, by priority then FIFO.
 
-Pure Python, no I/O. A later HiveD-style cell scheduler replaces it behind the same interface.
+Pure Python, no I/O. The engine's default is the HiveD-style cell scheduler (`scheduler/hived/`);
+this one stays as the simple alternative (`c.OpenXPU.scheduler_class = FitScheduler`).
 Gangs that do not fit are skipped, so smaller jobs behind them may still start (backfill).
 """
 

@@ -684,7 +684,7 @@ def single_box_layout(
     gpus = list(gpus)
     if gpus:
         leaf, n = "GPU", len(gpus)
-        sku = {"gpu": 1, "cpu": cpus // n, "memory": memory_mb // n}
+        sku = {"gpu": 1, "cpu": max(1, cpus // n), "memory": max(1, memory_mb // n)}
         addresses = [str(g) for g in gpus]
     else:
         leaf, n = "CPU", cpus

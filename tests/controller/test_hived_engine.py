@@ -102,3 +102,14 @@ def test_classroom_layout_keeps_courses_apart(make_engine):
         engine.jobs.submit("student", job("greedy", "true", gpu=4, vc=small))
     key = engine.jobs.submit("student", job("fits", "echo ok", gpu=1, vc=small))
     assert wait_for(engine, key) == "SUCCEEDED"
+
+
+def test_sku_num_never_gives_fewer_gpus_than_requested(hived_engine, tmp_path: Path):
+    out = tmp_path / "devices"
+    text = job("skunum", f"echo $CUDA_VISIBLE_DEVICES > {out}", gpu=2).replace(
+        "jobPriorityClass: test}", "jobPriorityClass: test, taskRoles: {worker: {skuNum: 1}}}"
+    )
+    assert "skuNum: 1" in text
+    key = hived_engine.jobs.submit("alice", text)
+    assert wait_for(hived_engine, key) == "SUCCEEDED"
+    assert len(out.read_text().strip().split(",")) == 2

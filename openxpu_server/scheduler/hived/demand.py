@@ -15,9 +15,11 @@ from ..layout_model import SkuType
 
 
 def leaves_for(task: TaskRequest, sku: SkuType, sku_num: int | None) -> int | None:
-    """Leaf cells of `sku` one task needs (at least 1), or None when the SKU cannot serve it at all."""
-    if sku_num is not None:
-        return sku_num
+    """Leaf cells of `sku` one task needs (at least 1), or None when the SKU cannot serve it at all.
+
+    Like OpenPAI's rest-server, the count is recomputed from the task's resources; an explicit
+    `skuNum` can ask for more cells, never for fewer than the resources need.
+    """
     if task.gpu > 0 and sku.gpu <= 0:
         return None
     n = 1
@@ -27,7 +29,7 @@ def leaves_for(task: TaskRequest, sku: SkuType, sku_num: int | None) -> int | No
         n = max(n, math.ceil(task.cpu / sku.cpu))
     if task.memory_mb > 0 and sku.memory_mb > 0:
         n = max(n, math.ceil(task.memory_mb / sku.memory_mb))
-    return n
+    return max(n, sku_num) if sku_num is not None else n
 
 
 def role_spec(hived: dict | None, role: str) -> dict:
