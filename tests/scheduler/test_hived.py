@@ -198,9 +198,15 @@ def test_gang_is_whole_or_nothing_and_a_rejection_changes_nothing():
     d = run(s, gang("big", "v", tasks=2, gpu=6, t=1))  # 12 GPUs free in all, but only one node has 6
     assert d.placed == [] and d.preempt == []
     assert snapshot(s) == before
-    assert s.why_waiting("big").reason == "vc v: the gang needs 2 nodes with 6 free GPU each, 1 have them"
+    assert s.why_waiting("big").reason == (
+        "vc v: the gang needs 2 nodes with 6 free GPU each, 1 have them; "
+        "nothing to borrow outside its quota: the gang needs 2 nodes with 6 idle GPU each, 1 have them"
+    )
     run(s, gang("huge", "v", tasks=2, gpu=8, t=2))
-    assert s.why_waiting("huge").reason == "vc v: 16 GPU guaranteed, 4 in use by 1 job, this job needs 16"
+    assert s.why_waiting("huge").reason == (
+        "vc v: 16 GPU guaranteed, 4 in use by 1 job, this job needs 16; "
+        "nothing to borrow outside its quota: needs 16 idle GPU at once, 12 idle in the cluster"
+    )
     assert snapshot(s) == before
 
 
@@ -213,7 +219,7 @@ def test_non_gang_jobs_are_still_placed_whole():
 
 # ------------------------------------------------------------------------------------------ VCs
 def test_guaranteed_jobs_never_use_another_vcs_quota():
-    s = HivedScheduler(load_layout(nodes_layout({"v1": node_quota(1), "v2": node_quota(1)})))
+    s = HivedScheduler(load_layout(nodes_layout({"v1": node_quota(1), "v2": node_quota(1)})), borrow=False)
     d = run(s, gang("a", "v1", gpu=8, t=0), gang("b", "v1", gpu=8, t=1))
     assert [p.key for p in d.placed] == ["a"]
     info = s.why_waiting("b")
@@ -310,9 +316,90 @@ def test_opportunistic_victims_go_before_lower_priority_guaranteed_ones():
     assert sorted(d.preempt) == ["high", "low"]
 
 
+# ------------------------------------------------------------------------------------------ borrowing
+def two_vcs(**kw) -> HivedScheduler:
+    return HivedScheduler(load_layout(nodes_layout({"v1": node_quota(1), "v2": node_quota(1)})), **kw)
+
+
+def test_a_guaranteed_job_of_a_full_vc_borrows_another_vcs_idle_cells():
+    s = two_vcs()
+    assert nodes_of(run(s, gang("a", "v1", gpu=8)).placed[0]) == ["n1"]
+    d = run(s, gang("b", "v1", gpu=8, t=1))
+    assert [p.key for p in d.placed] == ["b"] and nodes_of(d.placed[0]) == ["n2"] and d.preempt == []
+    st = s.vc_status()
+    assert st["v1"]["GPU"]["used"] == 8 and st["v1"]["GPU"]["jobs"] == 1
+    assert st["v1"]["GPU"]["borrowed"] == 8 and st["v1"]["GPU"]["borrowed_jobs"] == 1
+    assert st["v1"]["GPU"]["opportunistic_used"] == 0
+    assert st["v2"]["GPU"]["free"] == 8  # borrowed cells stay v2's quota
+    assert s.node_status()["n2"]["opportunistic"] == 8  # it runs at opportunistic level
+    # a third one has nothing left to borrow; the wait reason says both
+    run(s, gang("c", "v1", gpu=8, t=2))
+    assert s.why_waiting("c").reason == (
+        "vc v1: 8 GPU guaranteed, 8 in use by 1 job, this job needs 8 (8 more GPU borrowed outside "
+        "its quota by 1 job); nothing to borrow outside its quota: needs 8 idle GPU at once, 0 idle in the cluster"
+    )
+
+
+def test_the_owner_reclaims_borrowed_cells_by_preempting_the_borrower():
+    s = two_vcs()
+    run(s, gang("a", "v1", gpu=8))
+    run(s, gang("b", "v1", gpu=8, prio=1000, t=1))  # borrows n2; its own priority does not protect it
+    d = run(s, gang("own", "v2", gpu=8, prio=0, t=5))
+    assert d.placed == [] and d.preempt == ["b"]
+    assert s.why_waiting("own").reason == "waiting for 1 preempted job to stop"
+    s.release("b")
+    check_invariants(s)
+    d = run(s, gang("own", "v2", gpu=8, prio=0, t=5), gang("b", "v1", gpu=8, prio=1000, t=1, attempt=1))
+    assert [p.key for p in d.placed] == ["own"] and nodes_of(d.placed[0]) == ["n2"]
+    assert s.vc_status()["v1"]["GPU"]["borrowed"] == 0
+    assert d.preempt == ["a"]  # back in its quota with nothing to borrow: it preempts lower priority there
+
+
+def test_a_borrower_never_preempts_and_borrowing_goes_before_intra_vc_preemption():
+    s = two_vcs()
+    run(s, gang("a", "v1", gpu=8, prio=100), gang("o", "v2", gpu=8, prio=-1, t=1))
+    d = run(s, gang("b", "v1", gpu=8, prio=100, t=2))
+    assert d.placed == [] and d.preempt == []  # n2's opportunistic job is not evicted for a borrower
+    # a higher priority borrows idle cells rather than preempting its VC's lower-priority job ...
+    s = two_vcs()
+    run(s, gang("low", "v1", gpu=8, prio=10))
+    d = run(s, gang("high", "v1", gpu=8, prio=100, t=1))
+    assert [p.key for p in d.placed] == ["high"] and nodes_of(d.placed[0]) == ["n2"] and d.preempt == []
+    # ... and preempts it when there is nothing to borrow
+    s = two_vcs()
+    run(s, gang("low", "v1", gpu=8, prio=10), gang("o", "v2", gpu=8, prio=-1, t=1))
+    assert run(s, gang("high", "v1", gpu=8, prio=100, t=2)).preempt == ["low"]
+
+
+def test_borrow_false_keeps_guaranteed_jobs_inside_their_quota():
+    s = two_vcs(borrow=False)
+    run(s, gang("a", "v1", gpu=8))
+    d = run(s, gang("b", "v1", gpu=8, t=1))
+    assert d.placed == [] and d.preempt == []
+    assert s.why_waiting("b").reason == "vc v1: 8 GPU guaranteed, 8 in use by 1 job, this job needs 8"
+    s = two_vcs(borrow=False)
+    run(s, gang("low", "v1", gpu=8, prio=10))
+    assert run(s, gang("high", "v1", gpu=8, prio=100, t=1)).preempt == ["low"]
+
+
+def test_restore_of_a_borrower_keeps_it_borrowing():
+    layout = load_layout(nodes_layout({"v1": node_quota(1), "v2": node_quota(1)}))
+    s = HivedScheduler(layout)
+    reqs = {"a": gang("a", "v1", gpu=8), "b": gang("b", "v1", gpu=8, t=1)}
+    placed = run(s, *reqs.values()).placed
+    assert [p.key for p in placed] == ["a", "b"]
+    fresh = HivedScheduler(layout)
+    for p in placed:
+        fresh.restore(GangPlacement.from_json(p.key, p.attempt, p.to_json()), reqs[p.key])
+    check_invariants(fresh)
+    assert fresh.vc_status() == s.vc_status() and fresh.node_status() == s.node_status()
+    assert fresh.vc_status()["v1"]["GPU"]["borrowed"] == 8
+    assert run(fresh, gang("own", "v2", gpu=8, t=5)).preempt == ["b"]
+
+
 # ------------------------------------------------------------------------------------------ pinned
 def test_pinned_cells_only_for_jobs_naming_them():
-    s = make("gpu-pod")
+    s = make("gpu-pod", borrow=False)
     pin = role(pinnedCellId="vision-reserved")
     p = run(s, gang("pinned", "vision", gpu=8, hived=pin)).placed[0]
     assert nodes_of(p) == ["gpu-n4"]
@@ -376,7 +463,8 @@ def test_doomed_bad_cells_make_the_shortage_visible_in_one_vc():
     assert [p.key for p in d.placed] == ["b"] and nodes_of(d.placed[0]) == ["n2"]
     assert (
         s.why_waiting("a").reason
-        == "vc v1: 8 GPU guaranteed, 0 in use by 0 jobs, this job needs 1, 8 on unhealthy nodes"
+        == "vc v1: 8 GPU guaranteed, 0 in use by 0 jobs, this job needs 1, 8 on unhealthy nodes; "
+        "nothing to borrow outside its quota: needs 1 idle GPU at once, 0 idle in the cluster"
     )
     s.set_node_health("n1", True)
     check_invariants(s)
@@ -492,7 +580,10 @@ def test_cpu_only_single_box_schedules_cpu_cores_as_leaf_cells():
         "box/4",
     ]  # memory decides: 6000 MB / 2000 MB per core
     assert run(s, gang("c", "default", cpu=4, gpu=0)).placed == []
-    assert s.why_waiting("c").reason == "vc default: 8 CPU guaranteed, 5 in use by 2 jobs, this job needs 4"
+    assert s.why_waiting("c").reason == (
+        "vc default: 8 CPU guaranteed, 5 in use by 2 jobs, this job needs 4; "
+        "nothing to borrow outside its quota: needs 4 idle CPU at once, 3 idle in the cluster"
+    )
     with pytest.raises(SchedulerError, match=r"^taskRoles\.w\.resourcePerInstance: a task needs 9 CPU cells"):
         s.check(gang("x", "default", cpu=9, gpu=0))
     with pytest.raises(
@@ -601,7 +692,8 @@ def test_restore_over_quota_keeps_the_gang_running_as_opportunistic():
     fresh.restore(a, gang("a", "v1", gpu=8))
     fresh.restore(b, gang("b", "v1", gpu=8))  # recorded under a VC that has no quota left
     check_invariants(fresh)
-    assert fresh.vc_status()["v1"]["GPU"]["opportunistic_used"] == 8
+    st = fresh.vc_status()["v1"]["GPU"]
+    assert st["borrowed"] == 8 and st["borrowed_jobs"] == 1 and st["opportunistic_used"] == 0
     d = run(fresh, gang("c", "v2", gpu=8))
     assert d.preempt == ["b"]  # v2 reclaims its cell from the downgraded gang
 
@@ -632,6 +724,8 @@ def test_vc_status_and_node_status():
         "opportunistic_used": 0,
         "doomed": 0,
         "jobs": 1,
+        "borrowed": 0,
+        "borrowed_jobs": 0,
     }
     assert st["research"]["A100"]["opportunistic_used"] == 2 and st["research"]["A100"]["free"] == 4
     assert st["vision"]["A100"]["guaranteed"] == 16  # 2 sockets + the pinned node

@@ -26,6 +26,16 @@ Model, in the terms of the HiveD paper:
   as free-soon without listing them again). Once the controller has `release`d them, the next
   `schedule` places the preemptor on exactly the reserved leaves. A reservation is cancelled when the
   gang leaves the queue, is `release`d, or a node of it turns bad.
+- **Borrowing** (`borrow=True`, the default). Order for a guaranteed gang: its quota without
+  preemption, then its quota preempting opportunistic gangs and borrowers (VC passes); then, after
+  all VCs' passes, the *borrow pass* (all VCs' waiting guaranteed gangs, by priority then submit
+  time): the gang is placed on idle cells anywhere exactly like an opportunistic gang (nothing bound,
+  so VC safety is untouched), its leaves marked priority -1: any VC's guaranteed gang reclaims them
+  like opportunistic ones (it is listed in `Decision.preempt`), and a borrower never preempts. Only
+  when borrowing fails does the gang preempt lower-priority gangs of its own VC (deferred from its VC
+  pass, `_lower_pending`), so idle cells are used before running work is thrown away. Borrowers are
+  not migrated into freed quota. `vc_status` counts them as `borrowed`; `restore` turns a guaranteed
+  gang whose cells cannot be bound to its VC into a borrower (HiveD's downgrade).
 - **VC safety.** Binding never makes another VC's unbound quota unsatisfiable (`Chain.split_safe`).
   Bad nodes: when healthy free cells no longer cover all VCs' unbound quota, bad free cells are bound
   to VCs as *doomed* cells (HiveD §1.9) so the shortage is visible in that VC (`vc_status`) instead of
@@ -55,6 +65,7 @@ memory only, so after a restart preemptors plan again from the restored placemen
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -86,6 +97,8 @@ def _plural(n: int, word: str) -> str:
 class HivedScheduler(Scheduler):
     """HiveD-style cell scheduler over a `Layout`; see the module docstring for the model.
 
+    `borrow`: guaranteed gangs that cannot start in their VC's quota run on idle cells elsewhere as
+    preemptible borrowers (default True; False = HiveD as published: they wait).
     `reservation_timeout`: seconds (compared between submit times) after which a waiting guaranteed
     gang gets an anti-starvation hold once newer gangs of its VC are being placed; None (default,
     HiveD's own behaviour) backfills forever. Placements carry leaf cell addresses
@@ -93,9 +106,10 @@ class HivedScheduler(Scheduler):
     bad or healthy (all start healthy); `vc_status`, `node_status` and `free_nodes` are read-only views.
     """
 
-    def __init__(self, layout: Layout, *, reservation_timeout: float | None = None):
+    def __init__(self, layout: Layout, *, reservation_timeout: float | None = None, borrow: bool = True):
         self.layout = layout
         self.reservation_timeout = reservation_timeout
+        self.borrow = borrow
         self.topo = Topology(layout)
         self._cells = self.topo.cells
         self._nodes = self.topo.nodes
@@ -120,6 +134,14 @@ class HivedScheduler(Scheduler):
         self._capacity_cache: dict[int, dict[int, int]] = {}  # pool/chain -> {unit size: count} when idle
         # (pool, mode, priority) -> smallest task size whose preemption scan found no unit this pass
         self._scan_memo: dict[tuple, int] = {}
+        # borrowing: failures per Waiter.bkey, valid while _opp_version (cells getting freer) is unchanged
+        self._borrow_failed: dict[tuple, tuple] = {}
+        self._borrow_seen = -1
+        self._borrow_full = True  # the next borrow pass considers every waiting guaranteed gang
+        self._borrow_fresh: list[Waiter] = []  # guaranteed gangs that failed in this call's VC passes
+        self._lower_pending: dict[str, Waiter] = {}  # intra-VC preemption deferred until borrowing failed
+        self._placed_now: set[str] = set()  # borrowers placed by this schedule() call: never victims in it
+        self._bkey_cache: dict[tuple, tuple | None] = {}
 
         for chain in self._chains.values():
             for top in chain.tops:
@@ -183,9 +205,16 @@ class HivedScheduler(Scheduler):
         decision = Decision()
         self._sync(queue)
         self._commit_reservations(decision)
+        if self._opp_version != self._borrow_seen:
+            self._borrow_failed.clear()
+            self._borrow_seen = self._opp_version
+            self._borrow_full = True
         for vc in self._vc_list:
             self._pass_vc(vc, decision)
+        if self.borrow:
+            self._pass_borrow(decision)
         self._pass_opp(decision)
+        self._placed_now.clear()
         return decision
 
     def release(self, key: str) -> None:
@@ -225,6 +254,7 @@ class HivedScheduler(Scheduler):
         vc = self._vcs.get(request.virtual_cluster) if request is not None else None
         prio = request.priority if request is not None and vc is not None else -1
         prio = prio if prio >= 0 else -1
+        borrowed = False
         sizes = {(t.role, t.index): t for t in request.tasks} if request is not None else {}
         picks: list[Pick] = []
         taken: set[int] = set()
@@ -245,11 +275,14 @@ class HivedScheduler(Scheduler):
                 for cell in reversed(binds):
                     self._unbind(cell, bump=False)
                 prio = -1
+                borrowed = True  # a borrower (or a gang whose VC lost quota): preemptible like one
         for _t, _n, leaves in picks:
             for leaf in leaves:
                 self._set(leaf, key, prio, None)
             self._refile_leaves(leaves)
-        held = Held(key, placement.attempt, vc, prio, picks, self._placement(key, placement.attempt, picks))
+        held = Held(
+            key, placement.attempt, vc, prio, picks, self._placement(key, placement.attempt, picks), borrowed
+        )
         self._held[key] = held
         self._count_gang(held, +1)
         for chain in {id(n.chain): n.chain for _t, n, _l in picks}.values():
@@ -322,7 +355,9 @@ class HivedScheduler(Scheduler):
         `unhealthy` (its bound leaves on bad nodes, not used), `free` (= guaranteed - used - reserved -
         unhealthy: what a new guaranteed gang could get, preempting opportunistic gangs if needed),
         `opportunistic_used` (leaves its opportunistic gangs use anywhere), `doomed` (leaves of cells
-        bound to it because healthy hardware ran short), `jobs` (its running guaranteed gangs)."""
+        bound to it because healthy hardware ran short), `jobs` (its running guaranteed gangs inside
+        its quota), `borrowed` / `borrowed_jobs` (leaves and gangs of its guaranteed jobs running as
+        borrowers on idle cells outside its quota: preemptible like opportunistic jobs)."""
         out: dict[str, dict[str, dict[str, int]]] = {}
         for vc in self._vc_list:
             per: dict[str, dict[str, int]] = {}
@@ -347,6 +382,10 @@ class HivedScheduler(Scheduler):
                 per.setdefault(lt, _empty_status())["jobs"] += n
             for lt, n in vc.opp_used.items():
                 per.setdefault(lt, _empty_status())["opportunistic_used"] += n
+            for lt, n in vc.borrowed.items():
+                per.setdefault(lt, _empty_status())["borrowed"] += n
+            for lt, n in vc.borrow_jobs.items():
+                per.setdefault(lt, _empty_status())["borrowed_jobs"] += n
             for d in per.values():
                 d["free"] = max(0, d["guaranteed"] - d["used"] - d["reserved"] - d["unhealthy"])
             out[vc.name] = per
@@ -629,6 +668,8 @@ class HivedScheduler(Scheduler):
         okey = (-prio, r.submit_time, r.key)
         shape = (prio, tuple(tuple((_opt_key(o), k) for o, k in td.options) for td in tasks))
         w = Waiter(r.key, r.attempt, r, vc, prio, okey, tasks, shape, error)
+        if prio >= 0 and error is None and tasks:
+            w.bkey = self._bkey_of_shape(shape)
         if stale and error is None:
             w.error = "the previous attempt of this job still holds its cells"
             w.fail = ("stale",)
@@ -660,6 +701,7 @@ class HivedScheduler(Scheduler):
     def _remove_waiter(self, w: Waiter) -> None:
         """Forget a waiting gang (placed or gone). Its reservation must be gone or committed."""
         del self._waiters[w.key]
+        self._lower_pending.pop(w.key, None)
         eligible = w.error is None and w.reservation is None
         if w.vc is None:
             _remove_sorted(self._orphans, w.okey)
@@ -700,9 +742,13 @@ class HivedScheduler(Scheduler):
                 h = old_head
             rec = vc.failed.get(w.shape)
             if rec is not None:
+                if rec[0] == "defer":  # same shape deferred its intra-VC preemption: so does this one
+                    rec = rec[1]
+                    self._lower_pending[w.key] = w
                 w.fail = rec
                 if head is None:
                     head = w
+                self._borrow_fresh.append(w)
                 continue
             if (
                 timeout_ms is not None
@@ -713,9 +759,13 @@ class HivedScheduler(Scheduler):
                 and w.req.submit_time - h.req.submit_time > timeout_ms
             ):
                 self._make_hold(h, decision)
-            if self._try_guaranteed(w, decision):
+            if self._try_guaranteed(w, decision, defer_lower=self.borrow):
                 continue
-            vc.failed[w.shape] = w.fail
+            self._borrow_fresh.append(w)
+            if w.key in self._lower_pending:  # not a failure yet: it borrows, or preempts in the borrow pass
+                vc.failed[w.shape] = ("defer", w.fail)
+            else:
+                vc.failed[w.shape] = w.fail
             if head is None:
                 head = w
             if all(s in vc.failed for s in vc.shapes):
@@ -754,13 +804,108 @@ class HivedScheduler(Scheduler):
             if all(s in failed for s in self._opp_shapes):
                 break
 
+    def _pass_borrow(self, decision: Decision) -> None:
+        """Guaranteed gangs that cannot start in their VC's quota borrow idle cells anywhere (the same
+        idle-cell placement as opportunistic gangs, leaves marked priority -1 so any VC's guaranteed
+        gang reclaims them); oldest and highest priority first across VCs. A gang whose intra-VC
+        preemption was deferred (`_lower_pending`) tries it here when borrowing fails."""
+        waiters = self._waiters
+        failed = self._borrow_failed
+        bkeys = {self._bkey_of_shape(sh) for vc in self._vc_list for sh in vc.shapes}
+        bkeys.discard(None)
+        for bk in bkeys:
+            if bk not in failed:
+                short = self._idle_short(bk)
+                if short is not None:
+                    failed[bk] = short
+        if not self._lower_pending and all(k in failed for k in bkeys):
+            self._borrow_full = False
+            self._borrow_fresh = []
+            return
+        if self._borrow_full:
+            candidates: Iterable[Waiter] = (
+                waiters[ok[2]] for ok in heapq.merge(*(vc.gorder for vc in self._vc_list))
+            )
+        else:
+            pool = {id(w): w for w in self._borrow_fresh}
+            for w in self._lower_pending.values():
+                pool[id(w)] = w
+            candidates = sorted(pool.values(), key=lambda w: w.okey)
+        self._borrow_full = False
+        self._borrow_fresh = []
+        for w in candidates:
+            if w.reservation is not None or w.error is not None or waiters.get(w.key) is not w:
+                continue
+            bk = w.bkey
+            tried = False
+            if bk is not None and bk not in failed:
+                if self._try_borrow(w, decision):
+                    continue
+                failed[bk] = w.bfail
+                tried = True
+            if self._lower_pending.pop(w.key, None) is not None:
+                tried = True
+                vc = w.vc
+                assert vc is not None
+                rec = vc.failed.get(w.shape)
+                if rec is None or rec[0] == "defer":
+                    if self._try_guaranteed(w, decision, only_lower=True):
+                        continue
+                    vc.failed[w.shape] = w.fail
+            if tried and not self._lower_pending and all(k in failed for k in bkeys):
+                break
+
+    def _bkey_of_shape(self, shape: tuple) -> tuple | None:
+        """Waiter.bkey from a guaranteed gang's shape: per task its (chain, leaf cells) options that
+        an idle node could hold; None when a task names a pinned cell or fits no node."""
+        bk = self._bkey_cache.get(shape, False)
+        if bk is not False:
+            return bk
+        key: list[tuple] = []
+        for opts in shape[1]:
+            if any(name.startswith("pin:") for name, _k in opts):
+                key = []
+                break
+            ok = tuple((name, k) for name, k in opts if k <= self._opp_node_cap[name])
+            if not ok:
+                key = []
+                break
+            key.append(ok)
+        bk = tuple(key) if key else None
+        self._bkey_cache[shape] = bk
+        return bk
+
+    def _may_borrow(self, w: Waiter) -> bool:
+        """Whether borrowing could place `w` now (cached failures, enough idle leaves in the cluster)."""
+        bk = w.bkey
+        return bk is not None and bk not in self._borrow_failed and self._idle_short(bk) is None
+
+    def _idle_short(self, bk: tuple) -> tuple | None:
+        """A failure record when the cluster has fewer idle leaves than borrowing `bk` needs, else None."""
+        need: dict[str, int] = {}
+        for opts in bk:
+            if len(opts) == 1:
+                name, k = opts[0]
+                need[name] = need.get(name, 0) + k
+        for name, n in need.items():
+            chain = self._chains[name]
+            if n > chain.idle:
+                return ("opp-total", chain, n)
+        return None
+
     # ================================================================== one gang
-    def _try_guaranteed(self, w: Waiter, decision: Decision) -> bool:
-        """Place or reserve for `w`; False (with w.fail set) when it must wait."""
+    def _try_guaranteed(
+        self, w: Waiter, decision: Decision, *, defer_lower: bool = False, only_lower: bool = False
+    ) -> bool:
+        """Place or reserve for `w`; False (with w.fail set) when it must wait.
+
+        `defer_lower`: when preempting lower-priority gangs of its VC would be needed and the gang
+        might borrow idle cells instead, leave that to the borrow pass (`_lower_pending`);
+        `only_lower`: that deferred attempt (intra-VC preemption only)."""
         t0 = self._clock()
         vc = w.vc
         assert vc is not None
-        modes = [FREE, PREEMPT_OPP, PREEMPT_LOWER]
+        modes = [PREEMPT_LOWER] if only_lower else [FREE, PREEMPT_OPP, PREEMPT_LOWER]
         lower = sum(n for p, n in vc.prio_leaves.items() if p < w.prio)
         need: dict[Pool, int] = {}
         kmax: dict[Pool, int] = {}
@@ -791,6 +936,9 @@ class HivedScheduler(Scheduler):
                 modes = [m for m in modes if m != PREEMPT_OPP]
         if not lower and not self._dying:
             modes = [m for m in modes if m != PREEMPT_LOWER]
+        if defer_lower and PREEMPT_LOWER in modes and self._may_borrow(w):
+            modes = [m for m in modes if m != PREEMPT_LOWER]
+            self._lower_pending[w.key] = w
         for mode in modes:
             picks = self._plan(w, mode)
             if picks is None:
@@ -823,15 +971,41 @@ class HivedScheduler(Scheduler):
         self._commit(w, picks, decision, t0)
         return True
 
-    def _plan(self, w: Waiter, mode: int) -> list[Pick] | None:
-        """Take cells for every task of `w` (occupied in FREE mode, reserved otherwise), or undo all."""
+    def _try_borrow(self, w: Waiter, decision: Decision) -> bool:
+        """Place guaranteed `w` as a borrower on idle cells outside its quota (never preempting)."""
+        t0 = self._clock()
+        bk = w.bkey
+        assert bk is not None
+        short = self._idle_short(bk)
+        if short is not None:
+            w.bfail = short
+            return False
+        tasks = [
+            TaskDemand(td.task, [(self._chains[name], k) for name, k in opts], td.kmax)
+            for td, opts in zip(w.tasks, bk, strict=True)
+        ]
+        picks = self._plan(w, FREE, tasks, -1)
+        if picks is None:
+            name, k = bk[0][0]
+            w.bfail = ("opp-frag", self._chains[name], k, sum(1 for opts in bk if opts[0][1] >= k))
+            return False
+        self._placed_now.add(w.key)
+        self._commit(w, picks, decision, t0, borrowed=True)
+        return True
+
+    def _plan(
+        self, w: Waiter, mode: int, tasks: list[TaskDemand] | None = None, prio: int | None = None
+    ) -> list[Pick] | None:
+        """Take cells for every task of `w` (occupied in FREE mode, reserved otherwise), or undo all.
+        `tasks`/`prio`: other options and leaf priority than the gang's own (borrowing)."""
         jl: list[tuple[Cell, str | None, int, str | None]] = []
         jb: list[Cell] = []
         picks: list[Pick] = []
-        for td in w.tasks:
+        p = w.prio if prio is None else prio
+        for td in w.tasks if tasks is None else tasks:
             got = None
             for opt, k in td.options:
-                got = self._take(opt, k, mode, w, jl, jb)
+                got = self._take(opt, k, mode, w, jl, jb, p)
                 if got is not None:
                     break
             if got is None:
@@ -847,7 +1021,9 @@ class HivedScheduler(Scheduler):
         for cell in reversed(jb):
             self._unbind(cell, bump=False)
 
-    def _take(self, opt: object, k: int, mode: int, w: Waiter, jl: list, jb: list[Cell]) -> list[Cell] | None:
+    def _take(
+        self, opt: object, k: int, mode: int, w: Waiter, jl: list, jb: list[Cell], prio: int
+    ) -> list[Cell] | None:
         if not isinstance(opt, Pool):  # opportunistic: the physical view of a chain
             chain = opt
             for cls in (0, 1):
@@ -856,7 +1032,7 @@ class HivedScheduler(Scheduler):
                     node = self._cells[idx].node
                     node.okey = -1
                     leaves = self._pick_opp(node, k)
-                    self._grab(leaves, w, FREE, jl)
+                    self._grab(leaves, w, FREE, jl, prio)
                     return leaves
             return None
         pool = opt
@@ -868,7 +1044,7 @@ class HivedScheduler(Scheduler):
             unit = self._cells[idx]
             unit.ukey = -1
             leaves = self._pick(unit, k, FREE, w)
-            self._grab(leaves, w, mode, jl)
+            self._grab(leaves, w, mode, jl, prio)
             return leaves
         if mode == FREE:
             return None
@@ -890,20 +1066,27 @@ class HivedScheduler(Scheduler):
         if unit is None:
             return None
         leaves = self._pick(unit, k, mode, w)
-        self._grab(leaves, w, mode, jl)
+        self._grab(leaves, w, mode, jl, prio)
         return leaves
 
-    def _grab(self, leaves: list[Cell], w: Waiter, mode: int, jl: list) -> None:
+    def _grab(self, leaves: list[Cell], w: Waiter, mode: int, jl: list, prio: int) -> None:
         for leaf in leaves:
             jl.append((leaf, leaf.user, leaf.prio, leaf.reserved))
             if mode == FREE:
-                self._set(leaf, w.key, w.prio, None)
+                self._set(leaf, w.key, prio, None)
             else:
                 self._set(leaf, leaf.user, leaf.prio, w.key)
         self._refile_leaves(leaves)
 
     def _ok(self, mode: int, w: Waiter) -> Callable[[Cell], bool]:
         dying = self._dying
+        fresh = self._placed_now
+        if fresh and mode in (PREEMPT_OPP, PREEMPT_LOWER):
+            inner = self._ok_base(mode, w, dying)
+            return lambda lf: inner(lf) and lf.user not in fresh
+        return self._ok_base(mode, w, dying)
+
+    def _ok_base(self, mode: int, w: Waiter, dying: dict) -> Callable[[Cell], bool]:
         if mode == PREEMPT_OPP:
             return lambda lf: lf.reserved is None and (lf.user is None or lf.prio < 0 or lf.user in dying)
         if mode == PREEMPT_LOWER:
@@ -1028,9 +1211,11 @@ class HivedScheduler(Scheduler):
         return cands[:k]
 
     # ================================================================== outcomes
-    def _commit(self, w: Waiter, picks: list[Pick], decision: Decision, t0: float | None) -> None:
+    def _commit(
+        self, w: Waiter, picks: list[Pick], decision: Decision, t0: float | None, borrowed: bool = False
+    ) -> None:
         placement = self._placement(w.key, w.attempt, picks)
-        held = Held(w.key, w.attempt, w.vc, w.prio, picks, placement)
+        held = Held(w.key, w.attempt, w.vc, -1 if borrowed else w.prio, picks, placement, borrowed)
         self._held[w.key] = held
         self._count_gang(held, +1)
         self._remove_waiter(w)
@@ -1177,6 +1362,10 @@ class HivedScheduler(Scheduler):
                 del vc.prio_leaves[held.prio]
             for lt in by_type:
                 vc.jobs[lt] = vc.jobs.get(lt, 0) + d
+        elif held.borrowed:
+            for lt, m in by_type.items():
+                vc.borrowed[lt] = vc.borrowed.get(lt, 0) + d * m
+                vc.borrow_jobs[lt] = vc.borrow_jobs.get(lt, 0) + d
         else:
             for lt, m in by_type.items():
                 vc.opp_used[lt] = vc.opp_used.get(lt, 0) + d * m
@@ -1201,6 +1390,8 @@ class HivedScheduler(Scheduler):
         if w.vc is not None:
             failed = w.vc.failed if w.prio >= 0 else self._opp_failed
             rec = failed.get(w.shape)
+            if rec is not None and rec[0] == "defer":
+                rec = rec[1]
         rec = rec or w.fail
         if rec is None:
             return "waiting for the next scheduling pass"
@@ -1209,22 +1400,31 @@ class HivedScheduler(Scheduler):
             text = self._quota_reason(rec[1], rec[2])
         elif kind == "frag":
             text = self._frag_reason(rec[1], rec[2], rec[3])
-        elif kind == "opp-total":
-            chain, n = rec[1], rec[2]
-            text = (
-                f"opportunistic: needs {n} idle {chain.leaf_type} at once, {chain.idle} idle in the cluster"
-            )
-        elif kind == "opp-frag":
-            chain, k = rec[1], rec[2]
-            largest = max(chain.opp_buckets[0].largest(), chain.opp_buckets[1].largest())
-            text = f"opportunistic: no node with {k} idle {chain.leaf_type} (largest idle: {largest})"
+        elif kind in ("opp-total", "opp-frag"):
+            text = "opportunistic: " + self._idle_reason(rec)
         else:
             text = "waiting"
+        if self.borrow and w.prio >= 0 and w.bkey is not None and w.vc is not None:
+            brec = self._borrow_failed.get(w.bkey) or w.bfail
+            if brec is not None:
+                text += "; nothing to borrow outside its quota: " + self._idle_reason(brec)
         vc = w.vc
         if vc is not None and vc.hold is not None and vc.hold.waiter is not w and w.prio >= 0:
             held = sum(len(leaves) for _t, _n, leaves in vc.hold.picks)
             text += f"; {held} cells are held for the older job {vc.hold.key} (anti-starvation)"
         return text
+
+    def _idle_reason(self, rec: tuple) -> str:
+        chain = rec[1]
+        if rec[0] == "opp-total":
+            return f"needs {rec[2]} idle {chain.leaf_type} at once, {chain.idle} idle in the cluster"
+        k, count = rec[2], rec[3]
+        b0, b1 = chain.opp_buckets
+        fits = b0.count_at_least(k) + b1.count_at_least(k)
+        if count > 1 and fits:
+            return f"the gang needs {count} nodes with {k} idle {chain.leaf_type} each, {fits} have them"
+        largest = max(b0.largest(), b1.largest())
+        return f"no node with {k} idle {chain.leaf_type} (largest idle: {largest})"
 
     def _quota_reason(self, pool: Pool, need: int) -> str:
         leaf = pool.chain.leaf_type
@@ -1239,6 +1439,9 @@ class HivedScheduler(Scheduler):
             f"vc {vc.name}: {pool.quota_leaves} {leaf} guaranteed, {pool.used} in use by "
             f"{_plural(pool.jobs, 'job')}, this job needs {need}"
         )
+        borrowed = vc.borrowed.get(leaf, 0)
+        if borrowed:
+            text += f" ({borrowed} more {leaf} borrowed outside its quota by {_plural(vc.borrow_jobs[leaf], 'job')})"
         if pool.reserved:
             text += f", {pool.reserved} reserved for other jobs"
         bad = sum(u.nleaves for u in pool.units_all.values() if not u.node.healthy)
@@ -1622,6 +1825,8 @@ def _empty_status() -> dict[str, int]:
         "opportunistic_used": 0,
         "doomed": 0,
         "jobs": 0,
+        "borrowed": 0,
+        "borrowed_jobs": 0,
     }
 
 

@@ -103,6 +103,8 @@ class VcState:
         self.prio_leaves: dict[int, int] = {}  # priority -> leaves used by its guaranteed gangs
         self.jobs: dict[str, int] = {}  # leaf type -> running guaranteed gangs
         self.opp_used: dict[str, int] = {}  # leaf type -> leaves used by its opportunistic gangs
+        self.borrowed: dict[str, int] = {}  # leaf type -> leaves its gangs borrow outside its quota
+        self.borrow_jobs: dict[str, int] = {}  # leaf type -> its gangs running on borrowed cells
         self.hold: Reservation | None = None
 
     def all_pools(self) -> list[Pool]:
@@ -133,6 +135,10 @@ class Waiter:
     error: str | None = None
     fail: tuple | None = None
     reservation: Reservation | None = None
+    # (chain name, leaf cells) per task when it may borrow idle cells outside its quota (guaranteed,
+    # no pinned cells), else None; failures to borrow are cached per this key
+    bkey: tuple | None = None
+    bfail: tuple | None = None  # why borrowing failed (an opportunistic-style failure record)
 
     @property
     def guaranteed(self) -> bool:
@@ -141,7 +147,9 @@ class Waiter:
 
 @dataclass
 class Held:
-    """A placed gang: which leaves each task holds."""
+    """A placed gang: which leaves each task holds. `prio` is the priority its leaves carry (-1 for
+    opportunistic gangs and borrowers); `borrowed`: a guaranteed gang running on idle cells outside
+    its VC's quota, preemptible like an opportunistic one."""
 
     key: str
     attempt: int
@@ -149,6 +157,7 @@ class Held:
     prio: int
     tasks: list[tuple[TaskRequest, Node, list[Cell]]]
     placement: GangPlacement
+    borrowed: bool = False
 
     @property
     def guaranteed(self) -> bool:
