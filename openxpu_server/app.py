@@ -68,6 +68,11 @@ class OpenXPU(ExtensionApp):
         help="HiveD anti-starvation: a waiting gang passed over by gangs of its VC submitted this many seconds "
         "after it gets its cells reserved (no more backfill onto them). None: never (HiveD's own behaviour).",
     ).tag(config=True)
+    borrow = Bool(
+        True,
+        help="HiveD: a guaranteed job that cannot start within its VC's quota may run on idle cells of other "
+        "VCs, preemptible like an opportunistic job. False: HiveD's own behaviour (wait for the quota).",
+    ).tag(config=True)
     layout_file = Unicode(
         help="HiveD-compatible cluster layout (YAML, see cluster/layouts/); default: this machine, detected, "
         "with one virtual cluster 'default'.",
@@ -104,7 +109,7 @@ class OpenXPU(ExtensionApp):
     def build_scheduler(self) -> Scheduler:
         layout = self.build_layout()
         if issubclass(self.scheduler_class, HivedScheduler):
-            return self.scheduler_class(layout, reservation_timeout=self.reservation_timeout)
+            return self.scheduler_class(layout, reservation_timeout=self.reservation_timeout, borrow=self.borrow)
         return self.scheduler_class.from_layout(layout)
 
     def build_engine(self) -> Engine:

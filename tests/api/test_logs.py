@@ -147,7 +147,10 @@ async def test_log_follow_streams_until_the_job_ends(api, make_job):
 
 
 async def test_logs_of_a_waiting_task_are_404(api, make_job):
-    # The VC's 4 GPUs are taken by the first job: the second waits, with no task attempt yet.
+    # Both VCs' GPUs are taken (research's too, so nothing is idle to borrow): the waiter waits,
+    # with no task attempt yet.
+    other = await api.submit(make_job("research-hog", ["sleep 60"], gpu=2, instances=2, vc="research"))
+    await api.wait_tasks_running(other)
     hog = await api.submit(make_job("hog", ["sleep 60"], gpu=2, instances=2))
     await api.wait_tasks_running(hog)
     waiting = await api.submit(make_job("waiter", ["echo never"], gpu=1))
