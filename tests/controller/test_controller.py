@@ -163,8 +163,9 @@ def test_waiting_reason_queue_order_and_priority(make_engine):
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        reasons = {k: engine.jobs.detail(k)["jobStatus"]["waitReason"] for k in (low, high)}
-        if all(reasons.values()):
+        reasons = {k: engine.jobs.detail(k)["jobStatus"]["waitReason"] or "" for k in (low, high)}
+        # Two reads are not one snapshot: wait until a pass has seen both jobs queued.
+        if "queue position 2" in reasons[low]:
             break
         time.sleep(0.1)
     assert "queue position 1" in reasons[high] and "queue position 2" in reasons[low]
