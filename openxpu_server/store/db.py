@@ -58,7 +58,8 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Upgrade to every head: independent features add migration branches from the same parent."""
     command.upgrade(alembic_config(engine), revision)
 
 

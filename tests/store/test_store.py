@@ -26,7 +26,7 @@ def test_migrations_create_every_table_and_downgrade_cleanly(db_url):
     cfg = alembic_config(store.engine)
     command.downgrade(cfg, "base")
     assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
     assert "jobs" in inspect(store.engine).get_table_names()
     store.dispose()
 
