@@ -134,9 +134,9 @@ class OpenXPU(ExtensionApp):
         self.settings.update({"openxpu": self, "openxpu_jobs": self.engine.jobs})
 
     def initialize_handlers(self) -> None:
-        from .api import handlers
+        from .api.routes import all_routes
 
-        self.handlers.extend(handlers.default_handlers)
+        self.handlers.extend(all_routes())
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         if not self.run_engine or self.engine is None:

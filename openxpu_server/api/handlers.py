@@ -232,7 +232,9 @@ default_handlers = [
     (rf"{API}/{TASK}", TaskAttemptsHandler),
     (rf"{API}/{TASK}/(?P<task_attempt>[0-9]+)/logs", TaskLogsHandler),
     (rf"{API}/{TASK}/(?P<task_attempt>[0-9]+)/logs/(?P<name>[a-z]+)", TaskLogContentHandler),
-    (r"/openxpu/api/(.*)", NotFoundHandler),
 ]
 
-__all__ = ["default_handlers", "NoTaskLogError"]
+# Last of all routes: any other path under the API is a JSON 404, not Jupyter's HTML page.
+not_found_handlers = [(r"/openxpu/api/(.*)", NotFoundHandler)]
+
+__all__ = ["default_handlers", "not_found_handlers", "NoTaskLogError"]

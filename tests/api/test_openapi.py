@@ -1,4 +1,4 @@
-"""openapi.yaml is valid, matches `default_handlers` route for route and method for method, describes
+"""openapi.yaml is valid, matches `all_routes()` route for route and method for method, describes
 real responses, and docs/api.md is generated from it."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from openxpu_server import errors
 from openxpu_server.api import handlers
 from openxpu_server.api.base import OpenXPUHandler
+from openxpu_server.api.routes import all_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -89,8 +90,9 @@ def implemented_methods(cls: type) -> set[str]:
 
 
 def routes() -> list[tuple[str, type]]:
-    out = [(pattern, cls) for pattern, cls, *_ in handlers.default_handlers if cls is not CATCH_ALL]
-    assert len(out) == len(handlers.default_handlers) - 1, "exactly one catch-all route expected"
+    out = [(pattern, cls) for pattern, cls, *_ in all_routes() if cls is not CATCH_ALL]
+    assert len(out) == len(all_routes()) - 1, "exactly one catch-all route expected"
+    assert all_routes()[-1][1] is CATCH_ALL, "the catch-all route must be last"
     return out
 
 
@@ -104,7 +106,7 @@ def path_params(spec: dict[str, Any], contract, template: str, method: str) -> l
 
 def first_route(path: str) -> type | None:
     """The handler tornado would pick for `path` (first match in order, anchored like tornado)."""
-    for pattern, cls, *_ in handlers.default_handlers:
+    for pattern, cls, *_ in all_routes():
         if re.match(pattern if pattern.endswith("$") else pattern + "$", path):
             return cls
     return None
