@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
@@ -30,6 +31,15 @@ _HTTP_CODES = {
 }
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is making a request, as every service sees it: authorization decides on this alone."""
+
+    username: str
+    groups: frozenset[str] = field(default_factory=frozenset)
+    admin: bool = False
+
+
 class OpenXPUHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
 
@@ -44,6 +54,11 @@ class OpenXPUHandler(ExtensionHandlerMixin, APIHandler):
     def username(self) -> str:
         """The OpenXPU user: on a single-user server, the configured/OS login name."""
         return self.settings["openxpu"].username
+
+    @property
+    def caller(self) -> Caller:
+        """The caller's identity. Single-user server: the lab's user, an admin in the default groups."""
+        return Caller(self.username, frozenset({"default", "admingroup"}), admin=True)
 
     def json_body(self) -> dict:
         try:
