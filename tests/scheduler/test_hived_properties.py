@@ -909,7 +909,7 @@ QUOTA = ("placed in quota", "P3b placed", "P3c legit wait", "restarts")
 INTRA_VC = (*QUOTA, "preempted lower priority", "P3a honoured")
 OPP = ("placed opportunistic", "preempted opportunistic", "P3a honoured", "P3b placed", "P3e legit wait")
 EVERYTHING = (*INTRA_VC, *OPP)
-ALL_BUGS = (BUG_SCAN_MEMO, BUG_SAME_DECISION, BUG_BORROW_SKIP, BUG_BORROW_EARLY_EXIT, BUG_RESTORE_BORROWER)
+ALL_BUGS = (BUG_RESTORE_BORROWER,)
 CONFIGS = [
     pytest.param("two-nodes", NO_OPP, INTRA_VC, id="two-nodes"),
     pytest.param("gpu-pod", NO_OPP, INTRA_VC, id="gpu-pod"),
@@ -924,7 +924,6 @@ CONFIGS = [
         {"BORROW": False},
         EVERYTHING,
         id="two-nodes-everything",
-        marks=known_bugs(BUG_SCAN_MEMO, BUG_SAME_DECISION),
     ),
     pytest.param(
         "two-nodes-mixed", NO_OPP, INTRA_VC, id="mixed-levels-restart", marks=known_bugs(BUG_RESTORE_LEVELS)
@@ -966,7 +965,6 @@ def in_quota(s: HivedScheduler, vc: str) -> tuple[int, int]:
     return x["used"], x["jobs"]
 
 
-@known_bugs(BUG_SCAN_MEMO)
 def test_bug_scan_memo_gang_of_two_tasks_preempts_an_opportunistic_job():
     # v owns the node; an opportunistic job fills it. A 2 x 1-GPU gang of v must preempt it, as a
     # 1 x 2-GPU gang does. It waits forever instead ("the gang needs 2 nodes with 1 free GPU each").
@@ -976,7 +974,6 @@ def test_bug_scan_memo_gang_of_two_tasks_preempts_an_opportunistic_job():
         assert s.schedule([gang("x", "v", 100, gpus)]).preempt == ["opp"], (gpus, s.why_waiting("x"))
 
 
-@known_bugs(BUG_SCAN_MEMO)
 def test_bug_scan_memo_second_gang_of_the_pass_preempts_an_opportunistic_job():
     # v owns one socket; an opportunistic job uses 6 GPUs over both sockets. "a" binds a dirty socket
     # and takes its free GPU; "b" needs 2 GPUs of that socket and must preempt the opportunistic job.
@@ -987,7 +984,6 @@ def test_bug_scan_memo_second_gang_of_the_pass_preempts_an_opportunistic_job():
     assert d.preempt == ["opp"], s.why_waiting("b")
 
 
-@known_bugs(BUG_SAME_DECISION)
 def test_bug_gang_placed_and_preempted_in_one_decision():
     s = one_node({"v": [cells("GPU-NODE", 1)]}, borrow=False)
     s.schedule([gang("opp", "v", -1, [8])])
@@ -999,7 +995,6 @@ def test_bug_gang_placed_and_preempted_in_one_decision():
     assert not {p.key for p in d.placed} & set(d.preempt), d
 
 
-@known_bugs(BUG_BORROW_SKIP)
 def test_bug_borrow_pass_skips_the_next_gang():
     s = HivedScheduler(load_layout(two_nodes({"v1": {"virtualCells": [cells("GPU-NODE", 1)]}})))
     q = [gang("a", "v1", 100, [8]), gang("b", "v1", 100, [1], 1), gang("c", "v1", 100, [4], 2)]
@@ -1008,7 +1003,6 @@ def test_bug_borrow_pass_skips_the_next_gang():
     assert [p.key for p in d.placed] == ["a", "b", "c"], s.why_waiting("c")
 
 
-@known_bugs(BUG_BORROW_EARLY_EXIT)
 def test_bug_same_shape_gang_never_borrows():
     s = HivedScheduler(load_layout(two_nodes({"v1": {"virtualCells": [cells("GPU-NODE", 1)]}})))
     s.schedule([gang("a", "v1", 100, [8])])

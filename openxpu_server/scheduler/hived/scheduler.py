@@ -132,7 +132,8 @@ class HivedScheduler(Scheduler):
         self._opp_shapes: dict[tuple, int] = {}
         self._opp_fresh: list[Waiter] = []
         self._capacity_cache: dict[int, dict[int, int]] = {}  # pool/chain -> {unit size: count} when idle
-        # (pool, mode, priority) -> smallest task size whose preemption scan found no unit this pass
+        # (pool, mode, priority) -> smallest task size whose preemption scan found no unit this pass;
+        # dropped for a pool when a cell is bound to it (`_bind`), the one way its units grow in a pass
         self._scan_memo: dict[tuple, int] = {}
         # borrowing: failures per Waiter.bkey, valid while _opp_version (cells getting freer) is unchanged
         self._borrow_failed: dict[tuple, tuple] = {}
@@ -140,7 +141,7 @@ class HivedScheduler(Scheduler):
         self._borrow_full = True  # the next borrow pass considers every waiting guaranteed gang
         self._borrow_fresh: list[Waiter] = []  # guaranteed gangs that failed in this call's VC passes
         self._lower_pending: dict[str, Waiter] = {}  # intra-VC preemption deferred until borrowing failed
-        self._placed_now: set[str] = set()  # borrowers placed by this schedule() call: never victims in it
+        self._placed_now: set[str] = set()  # gangs placed by this schedule() call: never victims in it
         self._bkey_cache: dict[tuple, tuple | None] = {}
 
         for chain in self._chains.values():
@@ -769,6 +770,8 @@ class HivedScheduler(Scheduler):
             if head is None:
                 head = w
             if all(s in vc.failed for s in vc.shapes):
+                # the rest of the VC's gangs were not visited: the borrow pass must look at all of them
+                self._borrow_full = True
                 break
 
     def _first_eligible(self, vc: VcState, exclude: set[int]) -> Waiter | None:
@@ -823,9 +826,10 @@ class HivedScheduler(Scheduler):
             self._borrow_fresh = []
             return
         if self._borrow_full:
-            candidates: Iterable[Waiter] = (
+            # a snapshot: commits below remove from the vc.gorder lists being merged
+            candidates: Iterable[Waiter] = [
                 waiters[ok[2]] for ok in heapq.merge(*(vc.gorder for vc in self._vc_list))
-            )
+            ]
         else:
             pool = {id(w): w for w in self._borrow_fresh}
             for w in self._lower_pending.values():
@@ -989,7 +993,6 @@ class HivedScheduler(Scheduler):
             name, k = bk[0][0]
             w.bfail = ("opp-frag", self._chains[name], k, sum(1 for opts in bk if opts[0][1] >= k))
             return False
-        self._placed_now.add(w.key)
         self._commit(w, picks, decision, t0, borrowed=True)
         return True
 
@@ -1219,6 +1222,7 @@ class HivedScheduler(Scheduler):
         self._held[w.key] = held
         self._count_gang(held, +1)
         self._remove_waiter(w)
+        self._placed_now.add(w.key)
         decision.placed.append(placement)
         if t0 is not None and self.decision_times is not None:
             self.decision_times.append(self._clock() - t0)
@@ -1510,6 +1514,10 @@ class HivedScheduler(Scheduler):
         cell.doomed = doomed
         cell.vc_use = 0
         pool.bound[cell.idx] = cell
+        memo = self._scan_memo
+        if memo:  # the pool gains units: scans of it that failed earlier in this pass may succeed now
+            for key in [key for key in memo if key[0] == pool.key]:
+                del memo[key]
         if doomed:
             chain.doomed[cell.idx] = cell
             pool.doomed += 1
