@@ -140,14 +140,15 @@ class Controller:
 
     def _restore(self) -> None:
         """Rebuild the scheduler's view from placements recorded in the store."""
+        items = []
         with self.store.session() as s:
             for job in s.scalars(select(Job).where(Job.state != FState.COMPLETED.value)):
                 attempt = self._current(job)
                 if attempt.placement and job.state not in (FState.CREATION_PENDING, FState.ATTEMPT_COMPLETED):
                     spec = spec_from_json(job.spec)
-                    self.scheduler.restore(
-                        GangPlacement.from_json(job.key, attempt.attempt_id, attempt.placement), gang_request(job, spec)
-                    )
+                    placement = GangPlacement.from_json(job.key, attempt.attempt_id, attempt.placement)
+                    items.append((placement, gang_request(job, spec)))
+        self.scheduler.restore_all(items)
         self._restored = True
 
     @staticmethod

@@ -53,12 +53,17 @@ class GangPlacement:
     key: str
     attempt: int
     tasks: dict[tuple[str, int], TaskPlacement]  # (role, index) -> placement
+    # a guaranteed gang running on idle cells outside its VC's quota (preemptible): restore must know
+    borrowed: bool = False
 
     def to_json(self) -> dict:
-        return {
-            f"{role}/{index}": {"node": p.node, "hostIp": p.host_ip, "gpus": p.gpus, "cells": p.cells}
-            for (role, index), p in self.tasks.items()
-        }
+        out: dict[str, dict] = {}
+        for (role, index), p in self.tasks.items():
+            task = {"node": p.node, "hostIp": p.host_ip, "gpus": p.gpus, "cells": p.cells}
+            if self.borrowed:
+                task["borrowed"] = True
+            out[f"{role}/{index}"] = task
+        return out
 
     @classmethod
     def from_json(cls, key: str, attempt: int, data: dict) -> GangPlacement:
@@ -66,7 +71,7 @@ class GangPlacement:
         for k, v in data.items():
             role, index = k.rsplit("/", 1)
             tasks[(role, int(index))] = TaskPlacement(v["node"], v["hostIp"], list(v["gpus"]), list(v.get("cells", [])))
-        return cls(key, attempt, tasks)
+        return cls(key, attempt, tasks, any(v.get("borrowed") for v in data.values()))
 
 
 @dataclass
@@ -108,6 +113,12 @@ class Scheduler(ABC):
     def restore(self, placement: GangPlacement, request: GangRequest | None = None) -> None:
         """Re-take a placement recorded in the store (after an engine restart); `request`
         gives the sizes of the gang's tasks."""
+
+    def restore_all(self, items: Sequence[tuple[GangPlacement, GangRequest | None]]) -> None:
+        """Restore every recorded placement at once (an engine start). Schedulers whose view depends
+        on how placements fit together (cells bound to VCs) override it to decide over the whole set."""
+        for placement, request in items:
+            self.restore(placement, request)
 
     @abstractmethod
     def why_waiting(self, key: str) -> WaitInfo | None:

@@ -38,10 +38,9 @@ P6  a restart rebuilds the same placements, and no gang running inside its quota
     borrower (preemptible by other VCs).
 
 `test_properties` runs the machine over several configurations (layout, knobs); the properties are
-the same in all. Configurations that reach a known scheduler bug are xfail(strict=True) and each bug
-also has a minimal regression test (`test_bug_*`, xfail strict) at the end of the file: fixing a bug
-turns its tests red (XPASS), then drop the marks. Examples are derandomized and use no database, so
-CI runs the same examples every time.
+the same in all. The seven scheduler bugs these properties found each keep a minimal regression test
+(`test_bug_*`) at the end of the file. Examples are derandomized and use no database, so CI runs the
+same examples every time.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ from itertools import product
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -617,33 +616,40 @@ class HivedMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.RESTART and self.running)
     @rule(data=st.data())
     def restart(self, data):
-        """A new scheduler restores every running gang (in any order), then learns the bad nodes. P6:
-        same placements, and no gang that ran inside its quota comes back as a borrower (whether a
-        gang borrows is read off the `vc_status` deltas of each restore)."""
+        """A new scheduler restores every running gang (the store's order is any order) in one
+        `restore_all`, as the engine does, then learns the bad nodes. P6: same placements, and no gang
+        that ran inside its quota comes back as a borrower; `vc_status` counts each guaranteed gang once,
+        as a job in quota or as a borrower."""
         lt = self.m.leaf_type
         order = data.draw(st.permutations(sorted(self.running)), label="restore order")
         s = self.new_scheduler()
+        s.restore_all(
+            [
+                (GangPlacement.from_json(k, p.attempt, p.to_json()), req)
+                for k in order
+                for req, p in [self.running[k]]
+            ]
+        )
         borrower: dict[str, bool | None] = {}
+        jobs: Counter = Counter()
         for key in order:
             req, p = self.running[key]
-            before = s.vc_status()[req.virtual_cluster].get(lt, {})
-            s.restore(GangPlacement.from_json(key, p.attempt, p.to_json()), req)
-            after = s.vc_status()[req.virtual_cluster][lt]
             q = s.placement_of(key)
             assert q is not None and q.to_json() == p.to_json(), f"{key} restored as {q}, was {p}"
             if req.priority < 0:
                 continue
-            dj = after["jobs"] - before.get("jobs", 0)
-            db = after.get("borrowed_jobs", 0) - before.get("borrowed_jobs", 0)
-            assert (dj, db) in ((1, 0), (0, 1)), (
-                f"restoring {key} changed jobs by {dj}, borrowed_jobs by {db}"
-            )
-            borrower[key] = db == 1
+            borrower[key] = q.borrowed
+            jobs[req.virtual_cluster, q.borrowed] += 1
             assert self.borrower[key] is not False or not borrower[key], (
                 f"{key} ran inside its quota and was restored as a borrower (preemptible by any VC)"
             )
-            if self.borrower[key] and not borrower[key]:
-                COUNTS["borrower restored inside its quota"] += 1
+        status = s.vc_status()
+        for vc in self.vcs:
+            x = status[vc].get(lt, {})
+            got = (x.get("jobs", 0), x.get("borrowed_jobs", 0))
+            assert got == (jobs[vc, False], jobs[vc, True]), (
+                f"vc {vc}: (jobs, borrowed_jobs) {got} after restore"
+            )
         for node in sorted(self.bad):
             s.set_node_health(node, False)
         self.s = s
@@ -848,68 +854,23 @@ def machine(name: str, **knobs) -> type[HivedMachine]:
     return type(f"Hived_{name}", (HivedMachine,), {"MODEL": MODELS[name], **knobs})
 
 
-def run_machine(name: str, expect_failure: bool = False, **knobs) -> Counter[str]:
-    """Run one configuration; a known failure is found without shrinking (it is an xfail anyway)."""
+def run_machine(name: str, steps: int = 40, **knobs) -> Counter[str]:
+    """Run one configuration (`steps` rules per example); returns how often each property's
+    precondition held."""
     COUNTS.clear()
-    cfg = (
-        settings(SETTINGS, phases=[Phase.generate], report_multiple_bugs=False)
-        if expect_failure
-        else SETTINGS
-    )
-    run_state_machine_as_test(machine(name, **knobs), settings=cfg)
+    run_state_machine_as_test(machine(name, **knobs), settings=settings(SETTINGS, stateful_step_count=steps))
     return Counter(COUNTS)
 
 
-# ------------------------------------------------------------------------------------------ known bugs
-# Each has a minimal regression test below (xfail, strict: it turns red once fixed, then drop the mark).
-BUG_SCAN_MEMO = (
-    "scan memo: a failed preemption scan is remembered for the whole pass, although binding a new "
-    "(dirty) cell in that pass adds units to the pool; later tasks/gangs of the VC skip the scan and "
-    "wait instead of preempting opportunistic jobs (test_bug_scan_memo_*)"
-)
-BUG_SAME_DECISION = (
-    "a gang placed by a schedule() (a committed reservation) is preempted by the same schedule() "
-    "(test_bug_gang_placed_and_preempted_in_one_decision)"
-)
-BUG_BORROW_SKIP = (
-    "borrow pass iterates heapq.merge over the live vc.gorder lists while commits remove from them: the "
-    "gang after each borrower of the same VC is skipped (test_bug_borrow_pass_skips_the_next_gang)"
-)
-BUG_BORROW_EARLY_EXIT = (
-    "_pass_vc breaks out once every shape failed before appending the remaining gangs to _borrow_fresh: "
-    "they never borrow until a cell is freed (test_bug_same_shape_gang_never_borrows)"
-)
-BUG_RESTORE_BORROWER = (
-    "restore cannot tell borrowers from gangs in quota: a borrower restored first takes the VC's quota "
-    "and the gang that was in quota comes back as a preemptible borrower (test_bug_restore_*)"
-)
-BUG_RESTORE_BAD_NODES = (
-    "restore after set_node_health(bad): the bad node's free cells are doomed to other VCs first, so a "
-    "gang in quota there comes back as a borrower (test_bug_restore_after_marking_bad_nodes)"
-)
-BUG_RESTORE_LEVELS = (
-    "restore binds the smallest virtual cell around each gang: in a VC with cells of several levels, "
-    "gangs that shared one bound socket come back partly as borrowers (test_bug_restore_mixed_levels)"
-)
-
-
-def known_bugs(*reasons: str):
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason="; ".join(reasons))
-
-
 # ------------------------------------------------------------------------------------------ tests
-# Each configuration: layout, knobs, and the checks that must have bitten (non-vacuity). The passing
-# ones leave out what reaches a known bug, nothing else: either no opportunistic jobs (BUG_SCAN_MEMO
-# needs a dirty cell) and two guaranteed priorities without holds (BUG_SAME_DECISION needs a
-# reservation holder below the top priority), or opportunistic jobs with one priority and one
-# single-task waiting gang per VC (one scan per VC pass). The xfail ones have everything.
+# Each configuration: layout, knobs, and the checks that must have bitten (non-vacuity). The narrow ones
+# (no opportunistic jobs, one waiting gang per VC, ...) reach corners the broad ones visit rarely.
 NO_OPP = {"CLASSES": ("prod", "test"), "BORROW": False}
 ONE_GANG = {"CLASSES": ("prod", "oppo"), "BORROW": False, "GUARANTEED_TASKS": 1, "ONE_WAITING": True}
 QUOTA = ("placed in quota", "P3b placed", "P3c legit wait", "restarts")
 INTRA_VC = (*QUOTA, "preempted lower priority", "P3a honoured")
 OPP = ("placed opportunistic", "preempted opportunistic", "P3a honoured", "P3b placed", "P3e legit wait")
 EVERYTHING = (*INTRA_VC, *OPP)
-ALL_BUGS = (BUG_RESTORE_BORROWER,)
 CONFIGS = [
     pytest.param("two-nodes", NO_OPP, INTRA_VC, id="two-nodes"),
     pytest.param("gpu-pod", NO_OPP, INTRA_VC, id="gpu-pod"),
@@ -919,30 +880,24 @@ CONFIGS = [
     pytest.param("two-nodes-mixed", {**NO_OPP, "RESTART": False}, INTRA_VC[:3], id="mixed-levels"),
     pytest.param("two-nodes", ONE_GANG, (*OPP, "restarts"), id="two-nodes-opportunistic"),
     pytest.param("gpu-pod", ONE_GANG, (*OPP, "restarts"), id="gpu-pod-opportunistic"),
-    pytest.param(
-        "two-nodes",
-        {"BORROW": False},
-        EVERYTHING,
-        id="two-nodes-everything",
-    ),
-    pytest.param(
-        "two-nodes-mixed", NO_OPP, INTRA_VC, id="mixed-levels-restart", marks=known_bugs(BUG_RESTORE_LEVELS)
-    ),
-    pytest.param("two-nodes", {}, EVERYTHING, id="two-nodes-borrowing", marks=known_bugs(*ALL_BUGS)),
-    pytest.param("gpu-pod", {"TIMEOUT": 5}, EVERYTHING, id="gpu-pod-borrowing", marks=known_bugs(*ALL_BUGS)),
+    pytest.param("two-nodes", {"BORROW": False}, EVERYTHING, id="two-nodes-everything"),
+    pytest.param("two-nodes-mixed", NO_OPP, INTRA_VC, id="mixed-levels-restart"),
+    # borrowing defers intra-VC preemption until the cluster is full: longer runs get there
+    pytest.param("two-nodes", {"steps": 80}, EVERYTHING, id="two-nodes-borrowing"),
+    pytest.param("gpu-pod", {"TIMEOUT": 5, "steps": 80}, EVERYTHING, id="gpu-pod-borrowing"),
 ]
 
 
 @pytest.mark.parametrize(("layout", "knobs", "bites"), CONFIGS)
-def test_properties(request, layout, knobs, bites):
-    known = request.node.get_closest_marker("xfail") is not None
-    counts = run_machine(layout, expect_failure=known, **knobs)
+def test_properties(layout, knobs, bites):
+    counts = run_machine(layout, **knobs)
     # not vacuous: each property's precondition held and it was checked
     missing = [b for b in bites if not counts[b]]
     assert not missing, f"never exercised: {missing}; counts {dict(counts)}"
 
 
-# ------------------------------------------------------------------------------------------ minimal examples
+# ------------------------------------------------------------------------------------------ regressions
+# Minimal examples of the bugs the properties found (each failed before its fix).
 def one_node(vcs: dict, borrow: bool = True) -> HivedScheduler:
     """One 8-GPU node (pairs, sockets); `vcs`: name -> virtual cells."""
     layout = two_nodes({name: {"virtualCells": c} for name, c in vcs.items()})
@@ -1011,7 +966,6 @@ def test_bug_same_shape_gang_never_borrows():
     assert [p.key for p in d.placed] == ["b", "c"], s.why_waiting("c")
 
 
-@known_bugs(BUG_RESTORE_BORROWER)
 def test_bug_restore_borrower_first_takes_the_quota_of_the_gang_in_quota():
     layout = load_layout(
         two_nodes(
@@ -1029,7 +983,6 @@ def test_bug_restore_borrower_first_takes_the_quota_of_the_gang_in_quota():
     assert fresh.schedule([gang("own", "v2", 0, [8], 5)]).preempt == ["test"]
 
 
-@known_bugs(BUG_RESTORE_LEVELS)
 def test_bug_restore_mixed_levels():
     s = one_node(
         {"a": [cells("GPU-NODE.GPU-SOCKET", 1), cells("GPU-NODE.GPU-SOCKET.GPU-PAIR", 1)]}, borrow=False
@@ -1050,7 +1003,6 @@ def test_bug_restore_mixed_levels():
     assert in_quota(fresh, "a") == (3, 2)  # j1 is restored into a pair, so j2 no longer fits the quota
 
 
-@known_bugs(BUG_RESTORE_BAD_NODES)
 def test_bug_restore_after_marking_bad_nodes_downgrades_gangs_in_quota():
     layout = MODELS["two-nodes"].layout  # a: a node, b: a socket, c: a pair
     s = HivedScheduler(layout, borrow=False)

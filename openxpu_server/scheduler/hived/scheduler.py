@@ -247,48 +247,115 @@ class HivedScheduler(Scheduler):
             self._drop(key)  # re-read as a new gang by the next schedule()
 
     def restore(self, placement: GangPlacement, request: GangRequest | None = None) -> None:
-        key = placement.key
-        if key in self._held:
-            return
-        if key in self._reservations:
-            self._cancel(self._reservations[key])
-        vc = self._vcs.get(request.virtual_cluster) if request is not None else None
-        prio = request.priority if request is not None and vc is not None else -1
-        prio = prio if prio >= 0 else -1
-        borrowed = False
-        sizes = {(t.role, t.index): t for t in request.tasks} if request is not None else {}
-        picks: list[Pick] = []
+        self.restore_all([(placement, request)])
+
+    def restore_all(self, items: Sequence[tuple[GangPlacement, GangRequest | None]]) -> None:
+        """Re-take recorded placements, deciding over all of them which cells each VC binds.
+
+        Gangs recorded as borrowers (and opportunistic ones) come back preemptible. For the others,
+        each VC binds its unbound virtual cells top level first, each around the most of its gangs'
+        leaves (never around another VC's), so the cells come back as they were bound whatever the
+        order of the store; free cells doomed to VCs because of bad nodes are released first and
+        doomed again after. A gang some of whose leaves end up outside its VC's cells (the VC lost
+        quota, or another VC's cell holds them) is kept running as a borrower (HiveD's downgrade).
+        """
+        gangs: list[tuple[GangPlacement, VcState | None, int, list[Pick]]] = []
         taken: set[int] = set()
-        for (role, index), tp in placement.tasks.items():
-            t = sizes.get((role, index)) or TaskRequest(role, index, 0, 0, len(tp.gpus))
-            leaves = [lf for lf in self._resolve(tp, t, request) if lf.idx not in taken]
-            taken.update(lf.idx for lf in leaves)
-            if leaves:
-                picks.append((t, leaves[0].node, leaves))
-        if not picks:
-            return
-        if prio >= 0 and vc is not None:
-            binds: list[Cell] = []
-            ok = all(
-                self._ensure_bound(vc, leaf, leaves, binds) for _t, _n, leaves in picks for leaf in leaves
-            )
-            if not ok:  # over quota or taken by another VC: keep it running, preemptible (HiveD downgrade)
-                for cell in reversed(binds):
+        for placement, request in items:
+            key = placement.key
+            if key in self._held:
+                continue
+            if key in self._reservations:
+                self._cancel(self._reservations[key])
+            vc = self._vcs.get(request.virtual_cluster) if request is not None else None
+            prio = request.priority if request is not None and vc is not None else -1
+            prio = prio if prio >= 0 and not placement.borrowed else -1
+            sizes = {(t.role, t.index): t for t in request.tasks} if request is not None else {}
+            picks: list[Pick] = []
+            for (role, index), tp in placement.tasks.items():
+                t = sizes.get((role, index)) or TaskRequest(role, index, 0, 0, len(tp.gpus))
+                leaves = [lf for lf in self._resolve(tp, t, request) if lf.idx not in taken]
+                taken.update(lf.idx for lf in leaves)
+                if leaves:
+                    picks.append((t, leaves[0].node, leaves))
+            if picks:
+                gangs.append((placement, vc, prio, picks))
+        chains = {id(n.chain): n.chain for _p, _v, _pr, picks in gangs for _t, n, _l in picks}.values()
+        for chain in chains:  # undoom unused cells: the gangs' own VCs come first
+            for cell in list(chain.doomed.values()):
+                if cell.vc_use == 0:
+                    cell.doomed = False
+                    del chain.doomed[cell.idx]
+                    cell.owner.doomed -= 1
                     self._unbind(cell, bump=False)
-                prio = -1
-                borrowed = True  # a borrower (or a gang whose VC lost quota): preemptible like one
-        for _t, _n, leaves in picks:
-            for leaf in leaves:
-                self._set(leaf, key, prio, None)
-            self._refile_leaves(leaves)
-        held = Held(
-            key, placement.attempt, vc, prio, picks, self._placement(key, placement.attempt, picks), borrowed
-        )
-        self._held[key] = held
-        self._count_gang(held, +1)
-        for chain in {id(n.chain): n.chain for _t, n, _l in picks}.values():
+        bound = self._bind_around([(vc, picks) for _p, vc, prio, picks in gangs if prio >= 0 and vc])
+        for placement, vc, prio, picks in gangs:
+            borrowed = placement.borrowed and vc is not None
+            if prio >= 0 and vc is not None and not all(
+                self._in_quota(vc, lf) for _t, _n, leaves in picks for lf in leaves
+            ):
+                prio, borrowed = -1, True
+            for _t, _n, leaves in picks:
+                for leaf in leaves:
+                    self._set(leaf, placement.key, prio, None)
+                self._refile_leaves(leaves)
+            key, attempt = placement.key, placement.attempt
+            held = Held(key, attempt, vc, prio, picks, self._placement(key, attempt, picks, borrowed), borrowed)
+            self._held[key] = held
+            self._count_gang(held, +1)
+        for cell in bound:  # bound around gangs that came back as borrowers after all
+            self._maybe_unbind(cell)
+        for chain in chains:
             if chain.bad_nodes or chain.doomed:
                 self._fix_doom(chain)
+
+    def _in_quota(self, vc: VcState, leaf: Cell) -> bool:
+        if leaf.pinned is not None:
+            pool = vc.pinned.get(leaf.pinned)
+            return pool is not None and leaf.pool is pool
+        return leaf.pool is not None and leaf.pool is vc.pools.get(leaf.chain.name)
+
+    def _bind_around(self, gangs: list[tuple[VcState, list[Pick]]]) -> list[Cell]:
+        """For restore: bind VCs' unbound virtual cells around the leaves of their gangs (see
+        `restore_all`); a bind is kept only if VC safety still holds. Returns the cells bound."""
+        wanted: dict[int, dict[int, Cell]] = {}  # pool id -> leaf idx -> leaf not yet in the pool's cells
+        pools: dict[int, Pool] = {}
+        owner: dict[int, int] = {}  # leaf idx -> pool id
+        for vc, picks in gangs:
+            for _t, _n, leaves in picks:
+                for lf in leaves:
+                    pool = vc.pools.get(lf.chain.name)
+                    if lf.pinned is None and lf.pool is None and pool is not None:
+                        pools[id(pool)] = pool
+                        wanted.setdefault(id(pool), {})[lf.idx] = lf
+                        owner[lf.idx] = id(pool)
+        bound: list[Cell] = []
+        for pid, need in sorted(wanted.items(), key=lambda kv: pools[kv[0]].vc.name):
+            pool = pools[pid]
+            chain = pool.chain
+            for lv in range(chain.top, 0, -1):
+                while pool.unbound[lv] and need:
+                    around: dict[int, list[Cell]] = {}
+                    for lf in need.values():
+                        around.setdefault(lf.apath[lv - 1].idx, []).append(lf)
+                    for idx in sorted(around, key=lambda i: -len(around[i])):
+                        cell = self._cells[idx]
+                        if cell.pinned is not None or chain.free_container(cell) is None:
+                            continue
+                        if any(owner.get(lf.idx, pid) != pid for lf in cell.leaves):
+                            continue  # another VC's gang runs inside: the cell cannot have been ours
+                        chain.carve(cell)
+                        self._bind(pool, cell)
+                        if chain.short_level([len(d) for d in chain.free], chain.demand):
+                            self._unbind(cell, bump=False)
+                            continue
+                        bound.append(cell)
+                        for lf in around[idx]:
+                            del need[lf.idx]
+                        break
+                    else:
+                        break  # no cell of this level can be bound around the leaves left
+        return bound
 
     def why_waiting(self, key: str) -> WaitInfo | None:
         w = self._waiters.get(key)
@@ -1217,7 +1284,7 @@ class HivedScheduler(Scheduler):
     def _commit(
         self, w: Waiter, picks: list[Pick], decision: Decision, t0: float | None, borrowed: bool = False
     ) -> None:
-        placement = self._placement(w.key, w.attempt, picks)
+        placement = self._placement(w.key, w.attempt, picks, borrowed)
         held = Held(w.key, w.attempt, w.vc, -1 if borrowed else w.prio, picks, placement, borrowed)
         self._held[w.key] = held
         self._count_gang(held, +1)
@@ -1336,7 +1403,7 @@ class HivedScheduler(Scheduler):
     def _forget_dying(self, key: str) -> None:
         self._dying.pop(key, None)
 
-    def _placement(self, key: str, attempt: int, picks: list[Pick]) -> GangPlacement:
+    def _placement(self, key: str, attempt: int, picks: list[Pick], borrowed: bool = False) -> GangPlacement:
         tasks = {}
         for t, node, leaves in picks:
             tasks[(t.role, t.index)] = TaskPlacement(
@@ -1345,7 +1412,7 @@ class HivedScheduler(Scheduler):
                 [lf.device for lf in leaves] if node.is_gpu else [],
                 [lf.address for lf in leaves],
             )
-        return GangPlacement(key, attempt, tasks)
+        return GangPlacement(key, attempt, tasks, borrowed)
 
     def _count_gang(self, held: Held, d: int) -> None:
         vc = held.vc
@@ -1627,42 +1694,6 @@ class HivedScheduler(Scheduler):
             pool = min(pools, key=lambda p: (-p.unbound[lv], p.vc.name))
             chain.carve(cell)
             self._bind(pool, cell, doomed=True)
-
-    def _ensure_bound(self, vc: VcState, leaf: Cell, task_leaves: list[Cell], binds: list[Cell]) -> bool:
-        """For `restore`: make sure `leaf` lies in a cell bound to `vc`, binding one of its virtual cells.
-
-        Levels are tried in the order a placement would have bound them (the smallest unit that holds
-        the task's leaves on this node, then larger, then smaller), and a bind is kept only if VC safety
-        still holds, so restoring gangs one by one cannot make another VC's quota unsatisfiable.
-        """
-        if leaf.pinned is not None:
-            pool = vc.pinned.get(leaf.pinned)
-            return pool is not None and leaf.pool is pool
-        pool = vc.pools.get(leaf.chain.name)
-        if pool is None:
-            return False
-        if leaf.pool is pool:
-            return True
-        if leaf.pool is not None:
-            return False
-        chain = pool.chain
-        k = sum(1 for lf in task_leaves if lf.node is leaf.node)
-        natural = next((lv for lv in range(1, chain.top + 1) if chain.unit_size(lv) >= k), chain.top)
-        for lv in [*range(natural, chain.top + 1), *range(natural - 1, 0, -1)]:
-            if not pool.unbound[lv]:
-                continue
-            anc = leaf.apath[lv - 1]
-            if anc.pinned is not None or chain.free_container(anc) is None:
-                continue
-            chain.carve(anc)
-            self._bind(pool, anc)
-            # the buddy invariant over all free cells; healthy-only coverage is restored by dooming
-            if chain.short_level([len(d) for d in chain.free], chain.demand):
-                self._unbind(anc, bump=False)
-                continue
-            binds.append(anc)
-            return True
-        return False
 
     def _resolve(self, tp: TaskPlacement, t: TaskRequest, request: GangRequest | None) -> list[Cell]:
         """The free leaves a recorded task placement names (by cell address, else by node + devices)."""
