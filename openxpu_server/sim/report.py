@@ -46,6 +46,7 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
                 _fmt(an.get("max")),
                 _fmt(an.get("max_guaranteed")),
                 ", ".join(an.get("vcs_worse_than_private") or []) or ("none" if an else "–"),
+                ", ".join(an.get("vcs_worse_than_private_guaranteed") or []) or ("none" if an else "–"),
                 _fmt(o["decision_ms_mean"], 1, 3),
             ]
         )
@@ -68,6 +69,7 @@ SUMMARY_HEADER = [
     "worst sharing anomaly",
     "worst (guaranteed jobs)",
     "VCs worse off than private",
+    "(guaranteed jobs)",
     "decision ms (mean)",
 ]
 
