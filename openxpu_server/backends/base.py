@@ -25,6 +25,17 @@ class TaskLaunch:
     work_dir: str  # unique per task attempt; logs and bookkeeping files live here
     gpus: list[int] = field(default_factory=list)
 
+    def record(self) -> dict:
+        """The identity of this task attempt as a backend writes it into its work dir."""
+        return {
+            "key": self.key,
+            "role": self.role,
+            "index": self.index,
+            "job_attempt": self.job_attempt,
+            "task_attempt": self.task_attempt,
+            "gpus": list(self.gpus),
+        }
+
 
 @dataclass
 class TaskHandle:

@@ -124,12 +124,7 @@ class LocalBackend(Backend):
             if existing is not None:
                 return existing
             record = {
-                "key": task.key,
-                "role": task.role,
-                "index": task.index,
-                "job_attempt": task.job_attempt,
-                "task_attempt": task.task_attempt,
-                "gpus": list(task.gpus),
+                **task.record(),
                 "env": {str(k): str(v) for k, v in task.env.items()},
                 "script": task.script,
                 "launcher": {

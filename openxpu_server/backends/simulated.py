@@ -106,12 +106,7 @@ class SimulatedBackend(Backend):
             duration, exit_code, where = self._plan(task)
             now = self.clock()
             record = {
-                "key": task.key,
-                "role": task.role,
-                "index": task.index,
-                "job_attempt": task.job_attempt,
-                "task_attempt": task.task_attempt,
-                "gpus": list(task.gpus),
+                **task.record(),
                 "start": now,
                 "duration": duration,
                 "exit_code": exit_code,

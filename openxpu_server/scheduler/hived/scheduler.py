@@ -790,13 +790,12 @@ class HivedScheduler(Scheduler):
         if not full and not vc.fresh:
             return
         waiters = self._waiters
+        candidates = self._candidates(full, vc.gorder, vc.fresh)
         if full:
             vc.failed.clear()
             vc.seen_version = vc.version
-            candidates = [waiters[ok[2]] for ok in vc.gorder]
             old_head = None
         else:
-            candidates = sorted((w for w in vc.fresh if waiters.get(w.key) is w), key=lambda w: w.okey)
             old_head = self._first_eligible(vc, exclude={id(w) for w in candidates})
         vc.fresh = []
         self._scan_memo.clear()
@@ -841,6 +840,14 @@ class HivedScheduler(Scheduler):
                 self._borrow_full = True
                 break
 
+    def _candidates(self, full: bool, order: list[tuple], fresh: list[Waiter]) -> list[Waiter]:
+        """The gangs a pass visits: all waiting ones in `order` once cells got freer (`full`), else
+        only those added since the last pass (the others' failures still hold)."""
+        waiters = self._waiters
+        if full:
+            return [waiters[ok[2]] for ok in order]
+        return sorted((w for w in fresh if waiters.get(w.key) is w), key=lambda w: w.okey)
+
     def _first_eligible(self, vc: VcState, exclude: set[int]) -> Waiter | None:
         for ok in vc.gorder:
             w = self._waiters[ok[2]]
@@ -853,12 +860,10 @@ class HivedScheduler(Scheduler):
         if not full and not self._opp_fresh:
             return
         waiters = self._waiters
+        candidates = self._candidates(full, self._opp_order, self._opp_fresh)
         if full:
             self._opp_failed.clear()
             self._opp_seen = self._opp_version
-            candidates = [waiters[ok[2]] for ok in self._opp_order]
-        else:
-            candidates = sorted((w for w in self._opp_fresh if waiters.get(w.key) is w), key=lambda w: w.okey)
         self._opp_fresh = []
         failed = self._opp_failed
         for w in candidates:
