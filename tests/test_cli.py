@@ -15,9 +15,11 @@ EXAMPLES = ROOT / "examples" / "jobs"
 
 
 def openxpu(*args: str, data_dir: Path, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OPENXPU_DATA_DIR": str(data_dir), **(env or {})}
+    # the caller's env wins; the ambient OPENXPU_SERVER/TOKEN of whoever runs the tests never leaks in
+    full_env = {**os.environ, "OPENXPU_DATA_DIR": str(data_dir)}
     full_env.pop("OPENXPU_SERVER", None)
     full_env.pop("OPENXPU_TOKEN", None)
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", "from openxpu_server.cli import main; main()", *args],
         capture_output=True,
