@@ -327,12 +327,57 @@ def _exception_after(log: str, pos: int) -> tuple[str, int] | None:
     return None
 
 
+_NOTEBOOK_CELL = re.compile(r'^Exception encountered at "In \[([^\]\n]*)\]":', re.MULTILINE)
+_IPYTHON_HEADER = re.compile(r"^([A-Za-z_][\w.]*)\s+Traceback \(most recent call last\)\s*$")
+_EXCEPTION_WITH_MESSAGE = re.compile(r"[A-Za-z_][\w.]*: .*")
+
+
+def notebook_cell_error(log: str) -> tuple[str, str, int] | None:
+    """(cell label, exception line, offset) of papermill's last failing cell in `log`.
+
+    papermill reports a failing cell as `Exception encountered at "In [N]":` followed by the cell's
+    IPython traceback (`KeyError   Traceback (most recent call last)` ... `KeyError: 'c'`); the
+    exception line is the last line of that block that starts with the exception's name."""
+    matches = list(_NOTEBOOK_CELL.finditer(log))
+    if not matches:
+        return None
+    last = matches[-1]
+    offset = last.end() + 1
+    ename = None
+    found: tuple[str, int] | None = None
+    for line in log[offset:].split("\n")[:400]:
+        text = _render_line(line).rstrip()
+        if ename is None:
+            header = _IPYTHON_HEADER.match(text)
+            if header:
+                ename = header.group(1)
+        if not text or text[0] in " \t-" or text.startswith(("Cell In[", "Input In [")):
+            pass
+        elif (ename and (text == ename or text.startswith(ename + ":"))) or (
+            not ename and (_BARE_EXCEPTION_LINE.fullmatch(text) or _EXCEPTION_WITH_MESSAGE.fullmatch(text))
+        ):
+            found = (_clip(text, MAX_MATCH_LEN), offset)
+        offset += len(line) + 1
+    if found is None:
+        return None
+    return f"In [{last.group(1)}]", found[0], found[1]
+
+
 def find_exception(log: str) -> tuple[str, int] | None:
     """(final exception line, offset of its line) of the last Python traceback in `log`.
 
-    Handles prefixed tracebacks (`[rank0]: Traceback ...`), exception groups, and SyntaxErrors of a
-    main script (printed without a "Traceback" header).
+    Handles prefixed tracebacks (`[rank0]: Traceback ...`), exception groups, SyntaxErrors of a
+    main script (printed without a "Traceback" header), and notebook cells run by papermill (the
+    failing cell's exception, not `PapermillExecutionError`).
     """
+    found = _python_exception(log)
+    cell = notebook_cell_error(log)
+    if cell is not None and (found is None or cell[2] > found[1]):
+        return cell[1], cell[2]
+    return found
+
+
+def _python_exception(log: str) -> tuple[str, int] | None:
     pos = len(log)
     for _ in range(20):
         pos = log.rfind(_TRACEBACK, 0, pos)
@@ -596,7 +641,9 @@ def analyze(
     spec = lookup(RUNTIME_UNKNOWN_FAILURE_CODE)
     trigger = f"{exited()}; no known failure pattern matched"
     if caught:
-        trigger += f" (last exception: {_clip(caught, 200)})"
+        cell = notebook_cell_error(user_log)
+        where = f" in notebook cell {cell[0]}" if cell is not None and cell[1] == caught else ""
+        trigger += f" (last exception{where}: {_clip(caught, 200)})"
     return result(spec, trigger, user_pos=exc[1] if exc else None, user_shown=caught)
 
 
