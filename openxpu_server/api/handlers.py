@@ -1,6 +1,8 @@
 """REST v2 jobs API (OpenPAI paths under `{base_url}openxpu/api/v2/`); thin handlers over JobService.
 
-Every verb is `@web.authenticated` (jupyter-server identity) then `@authorized` (resource "openxpu").
+Every verb is `@web.authenticated` (jupyter-server identity) then `@authorized` (resource "openxpu");
+the base handler applies the authorization table (services/authz.py) and every job route asks
+`JobService.authorize` whether this caller may see (404 otherwise) or change (403) that job.
 The routes here and `openapi.yaml` are kept equal by a test.
 """
 
@@ -33,7 +35,7 @@ class InfoHandler(OpenXPUHandler):
                 "launcherType": "openxpu",
                 "authnMethod": "jupyter",
                 "server": "OpenXPU",
-                "user": self.username,
+                "user": self.caller.username,
             }
         )
 
@@ -43,19 +45,21 @@ class JobsHandler(OpenXPUHandler):
     @authorized
     def get(self) -> None:
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-        self.write_json(self.jobs.list(parse_list_query(args)))
+        self.write_json(self.jobs.list(parse_list_query(args), visible=self.jobs.visible_users(self.caller)))
 
     @web.authenticated
     @authorized
     def post(self) -> None:
-        key = self.jobs.submit(self.username, self.request.body)
-        self.write_json({"status": 202, "message": f"Update job {key.split('~', 1)[1]} for user {self.username} successfully.", "job": key}, 202)
+        caller = self.caller
+        key = self.jobs.submit(caller.username, self.request.body, caller=caller)
+        self.write_json({"status": 202, "message": f"Update job {key.split('~', 1)[1]} for user {caller.username} successfully.", "job": key}, 202)
 
 
 class JobHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller)
         self.write_json(self.jobs.detail(key))
 
 
@@ -63,6 +67,7 @@ class JobAttemptHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str, attempt: str) -> None:
+        self.jobs.authorize(key, self.caller)
         self.write_json(self.jobs.detail(key, int(attempt)))
 
 
@@ -70,6 +75,7 @@ class JobConfigHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller)
         text = self.jobs.config(key)
         self.finish(text, set_content_type="text/yaml; charset=utf-8")
 
@@ -78,6 +84,7 @@ class ExecutionTypeHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def put(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller, change=True)
         body = self.json_body()
         if "value" not in body:
             raise InvalidParametersError("value: required (START or STOP)")
@@ -95,6 +102,7 @@ class TagHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def put(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller, change=True)
         tag = self._tag()
         self.jobs.add_tag(key, tag)
         self.write_json({"status": 200, "message": f"Add tag {tag} for job {key} successfully."})
@@ -102,6 +110,7 @@ class TagHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def delete(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller, change=True)
         tag = self._tag()
         self.jobs.remove_tag(key, tag)
         self.write_json({"status": 200, "message": f"Delete tag {tag} from job {key} successfully."})
@@ -111,6 +120,7 @@ class EventsHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str) -> None:
+        self.jobs.authorize(key, self.caller)
         self.write_json(self.jobs.events(key, self.get_query_argument("type", None)))
 
 
@@ -118,6 +128,7 @@ class TaskAttemptsHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str, attempt: str, role: str, index: str) -> None:
+        self.jobs.authorize(key, self.caller)
         self.write_json(self.jobs.task_attempts(key, int(attempt), role, int(index)))
 
 
@@ -127,6 +138,7 @@ class TaskLogsHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     def get(self, key: str, attempt: str, role: str, index: str, task_attempt: str) -> None:
+        self.jobs.authorize(key, self.caller)
         # Raises NoTaskLogError when the task attempt does not exist.
         self.jobs.log_path(key, int(attempt), role, int(index), int(task_attempt), "all")
         base = f"{self.base_url.rstrip('/')}/openxpu/api/v2/jobs/{key}/attempts/{attempt}/taskRoles/{role}/taskIndex/{index}/attempts/{task_attempt}/logs"
@@ -142,6 +154,7 @@ class TaskLogContentHandler(OpenXPUHandler):
     @web.authenticated
     @authorized
     async def get(self, key: str, attempt: str, role: str, index: str, task_attempt: str, name: str) -> None:
+        self.jobs.authorize(key, self.caller)
         path = self.jobs.log_path(key, int(attempt), role, int(index), int(task_attempt), name)
         size = path.stat().st_size
         offset_arg = self.get_query_argument("offset", None)
@@ -194,6 +207,8 @@ class TaskLogContentHandler(OpenXPUHandler):
 
 class NotFoundHandler(OpenXPUHandler):
     """Unknown paths under the API answer 404 NoApiError, as OpenPAI does."""
+
+    openxpu_authz = False  # no row in the authorization table: any authenticated caller gets the 404
 
     def _missing(self, *args: str) -> None:
         raise NoApiError(f"{self.request.method} {self.request.path} is not an OpenXPU API route.")

@@ -21,6 +21,7 @@ from ..controller.controller import add_event, gang_request, new_attempt
 from ..controller.states import STOP_CODES, FState, pai_attempt_state, pai_job_state, pai_states_to_fc
 from ..errors import (
     ConflictJobError,
+    ForbiddenUserError,
     InvalidParametersError,
     InvalidProtocolError,
     NoJobConfigError,
@@ -35,6 +36,7 @@ from ..runtime import exit_spec
 from ..scheduler.base import Scheduler, SchedulerError
 from ..store.db import Store, now_ms
 from ..store.models import Event, Job, JobAttempt, JobTag, Task, TaskAttempt
+from .authz import NOT_SHARING_GROUPS, Caller, can_change_job, can_see_job
 
 MAX_LIMIT = 50000
 DEFAULT_LIMIT = 5000
@@ -132,6 +134,29 @@ class JobService:
         self.scheduler = scheduler
         self.backend = backend
         self.wake = wake or (lambda: None)
+        # Set by the server (app.py); the CLI's embedded engine has one local user and no checks.
+        self.accounts: Any = None  # AccountService
+        self.storages: Any = None  # StorageService
+        self.visibility = "all"  # all | group | own (c.OpenXPU.job_visibility)
+
+    # ------------------------------------------------------------------ authorization
+    def authorize(self, key: str, caller: Caller, *, change: bool = False) -> None:
+        """404 when the caller may not see the job (its existence is not revealed), 403 when it may
+        see it but not stop or tag it (owner or admin only)."""
+        owner = self.owner(key)
+        owner_groups = self.accounts.groups_of(owner) if self.accounts and self.visibility == "group" else frozenset()
+        if not can_see_job(caller, owner, owner_groups, self.visibility):
+            raise NoJobError(f"Job {key} is not found.")
+        if change and not can_change_job(caller, owner):
+            raise ForbiddenUserError(f"Only {owner} or an admin may change job {key}.")
+
+    def visible_users(self, caller: Caller) -> set[str] | None:
+        """Owners whose jobs the caller sees in lists; None = everyone's."""
+        if caller.admin or self.visibility == "all":
+            return None
+        if self.visibility == "group" and self.accounts is not None:
+            return self.accounts.users_sharing_groups(caller, NOT_SHARING_GROUPS)
+        return {caller.username}
 
     # ------------------------------------------------------------------ submit
     def submit(
@@ -141,16 +166,30 @@ class JobService:
         *,
         parameters: dict[str, Any] | None = None,
         name: str | None = None,
+        caller: Caller | None = None,
     ) -> str:
         """Validate, store as WAITING with attempt 0, and wake the engine. Returns `user~name`.
 
         `parameters` override the job's `parameters:` entries and `name` its name (CLI `-p`, `run`).
+        With a `caller` (the API), the job's VC must be granted to one of the caller's groups (403)
+        and its `extras.storages` are checked and set up in every task (services/storage.py).
         """
         if isinstance(source, (str, bytes)) and len(source) > SUBMISSION_LIMIT_BYTES:
             raise InvalidProtocolError("", f"job config is larger than {SUBMISSION_LIMIT_BYTES} bytes")
         if parameters or name:
             source = _override(source, parameters or {}, name)
         spec = parse_job(source)
+        if caller is not None and self.accounts is not None:
+            granted = self.accounts.granted_vcs(caller)
+            if granted is not None and spec.virtual_cluster not in granted:
+                raise ForbiddenUserError(
+                    f"virtualCluster: {spec.virtual_cluster} is not granted to any of your groups "
+                    f"(yours: {', '.join(sorted(granted)) or 'none'})"
+                )
+        if caller is not None and self.storages is not None:
+            setup = self.storages.setup_commands(self.storages.job_mounts(caller, spec.extras))
+            for role in spec.task_roles.values():
+                role.commands = [*setup, *role.commands]
         if isinstance(source, bytes):
             config_text = source.decode("utf-8", "replace")
         elif isinstance(source, str):
@@ -205,10 +244,13 @@ class JobService:
         with self.store.session() as s:
             return self._job(s, key).username
 
-    def list(self, q: ListQuery) -> list[dict] | dict:
+    def list(self, q: ListQuery, *, visible: set[str] | None = None) -> list[dict] | dict:
+        """Jobs matching `q`; only those of the owners in `visible` when given."""
         with self.store.session() as s:
             stmt = select(Job)
             conds = []
+            if visible is not None:
+                conds.append(Job.username.in_(visible))
             if q.username:
                 conds.append(Job.username.in_(q.username))
             if q.vc:
