@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Instance, Int, List, Type, Unicode, Union, default
+from traitlets import Bool, Enum, Float, Instance, Int, List, Type, Unicode, Union, default
 
 from . import __version__
 from .backends.base import Backend
@@ -22,7 +22,12 @@ from .scheduler.base import Scheduler
 from .scheduler.hived import HivedScheduler
 from .scheduler.layout import detect_single_box_layout, load_layout
 from .scheduler.layout_model import Layout
+from .scheduler.vc_admin import ManagedScheduler
+from .services.accounts import AccountService
 from .services.jobs import env_username
+from .services.marketplace import MarketplaceService, default_templates_dir
+from .services.storage import StorageService
+from .services.vcs import VcService, apply_settings, stored_limits
 from .store.db import default_db_url
 
 
@@ -78,6 +83,44 @@ class OpenXPU(ExtensionApp):
         "with one virtual cluster 'default'.",
     ).tag(config=True)
     log_rotate_bytes = Int(64 * 1024 * 1024, help="Size at which a task's log file is rotated.").tag(config=True)
+    # -- accounts, authorization, limits (docs/admin-guide.md) --
+    job_visibility = Enum(
+        ["all", "group", "own"],
+        default_value="own",
+        help="Whose jobs a user sees: all (OpenPAI's behaviour), group (users sharing a group other than "
+        "'default'), own (the classroom default). Admins see every job; only owners and admins stop or tag.",
+    ).tag(config=True)
+    password_login = Bool(
+        True, help="POST authn/basic/login (passwords of users created by an admin); False e.g. under JupyterHub."
+    ).tag(config=True)
+    lab_user_is_admin = Bool(True, help="The single-user lab's user (c.OpenXPU.username) is in admingroup.").tag(
+        config=True
+    )
+    token_ttl_seconds = Int(7 * 24 * 3600, help="Lifetime of bearer tokens from login / POST tokens.").tag(
+        config=True
+    )
+    rate_limit_per_minute = Int(
+        0, help="API requests per minute per user (token bucket); 0: no limit (a single box)."
+    ).tag(config=True)
+    max_request_bytes = Int(1024 * 1024, help="Largest request body (job submissions included): 413 beyond.").tag(
+        config=True
+    )
+    max_upload_bytes = Int(64 * 1024 * 1024, help="Largest storage file upload.").tag(config=True)
+    storage_root = Unicode(help="Where storages created without a path live (default: <data_dir>/storages).").tag(
+        config=True
+    )
+    marketplace_dir = Unicode(
+        None,
+        allow_none=True,
+        help="Built-in marketplace templates, loaded into the store at the first start that sees each one "
+        "(default: $OPENXPU_MARKETPLACE_DIR, else the shipped examples/marketplace; '' for none).",
+    ).tag(config=True)
+    storage_mount = Enum(
+        ["auto", "bind", "link"],
+        default_value="auto",
+        help="How storages appear in tasks: bind (private mount namespace, read-only enforced), link (symlinks; "
+        "read-only storages refused), auto (bind when this host allows it).",
+    ).tag(config=True)
 
     engine = Instance(Engine, allow_none=True)
 
@@ -106,10 +149,14 @@ class OpenXPU(ExtensionApp):
             return load_layout(self.layout_file)
         return detect_single_box_layout(cpus=self.cpus, memory_mb=self.memory_mb, gpus=self.gpus, host_ip=self.host_ip)
 
+    def build_hived(self, layout: Layout) -> HivedScheduler:
+        return self.scheduler_class(layout, reservation_timeout=self.reservation_timeout, borrow=self.borrow)
+
     def build_scheduler(self) -> Scheduler:
         layout = self.build_layout()
         if issubclass(self.scheduler_class, HivedScheduler):
-            return self.scheduler_class(layout, reservation_timeout=self.reservation_timeout, borrow=self.borrow)
+            # Wrapped: VCs changed at runtime and per-user limits (scheduler/vc_admin.py).
+            return ManagedScheduler(self.build_hived(layout))
         return self.scheduler_class.from_layout(layout)
 
     def build_engine(self) -> Engine:
@@ -129,9 +176,48 @@ class OpenXPU(ExtensionApp):
         )
 
     def initialize_settings(self) -> None:
+        from .api.base import RateLimiter
+
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         self.engine = self.build_engine()
-        self.settings.update({"openxpu": self, "openxpu_jobs": self.engine.jobs})
+        store, scheduler = self.engine.store, self.engine.scheduler
+        accounts = AccountService(store, token_ttl_s=self.token_ttl_seconds)
+        rebuild = None
+        if isinstance(scheduler, ManagedScheduler):
+            # VCs an admin created, resized or deleted at runtime, over the layout file's.
+            scheduler.swap(self.build_hived(apply_settings(scheduler.layout, store)))
+            for vc, limits in stored_limits(store).items():
+                scheduler.set_limits(vc, limits)
+            rebuild = self.build_hived
+        layout = getattr(scheduler, "layout", None)
+        vc_names = set(layout.virtual_clusters) if layout is not None else {"default"}
+        # The `default` group (every user) starts with VC `default`, `admingroup` with admin rights.
+        accounts.bootstrap(
+            default_vcs=["default"] if "default" in vc_names else [],
+            lab_user=self.username,
+            lab_user_is_admin=self.lab_user_is_admin,
+        )
+        storages = StorageService(
+            store, accounts, root=self.storage_root or Path(self.data_dir) / "storages", mount_mode=self.storage_mount
+        )
+        jobs = self.engine.jobs
+        jobs.accounts, jobs.storages, jobs.visibility = accounts, storages, self.job_visibility
+        templates = default_templates_dir() if self.marketplace_dir is None else self.marketplace_dir or None
+        marketplace = MarketplaceService(store, Path(templates) if templates else None)
+        seeded = marketplace.seed_builtins()
+        if seeded:
+            self.log.info("OpenXPU marketplace: loaded %d built-in templates (%s)", len(seeded), ", ".join(seeded))
+        self.settings.update(
+            {
+                "openxpu": self,
+                "openxpu_jobs": jobs,
+                "openxpu_accounts": accounts,
+                "openxpu_storages": storages,
+                "openxpu_vcs": VcService(store, scheduler, accounts, rebuild=rebuild),
+                "openxpu_rate_limiter": RateLimiter(self.rate_limit_per_minute),
+                "openxpu_marketplace": marketplace,
+            }
+        )
 
     def initialize_handlers(self) -> None:
         from .api.routes import all_routes

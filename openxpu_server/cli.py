@@ -121,6 +121,12 @@ class RemoteApi:
             return b"", offset
         return r.content, int(r.headers.get("X-OpenXPU-Log-Offset", offset + len(r.content)))
 
+    def outputs(self, key: str) -> list[dict]:
+        return self._call("GET", f"/jobs/{key}/outputs").json()["files"]
+
+    def read_output(self, key: str, item: dict) -> bytes:
+        return self._call("GET", _output_path(key, item)).content
+
     def close(self) -> None:
         self.http.close()
 
@@ -184,6 +190,18 @@ class EmbeddedApi:
             f.seek(offset)
             data = f.read()
         return data, offset + len(data)
+
+    def outputs(self, key: str) -> list[dict]:
+        from .services.outputs import OutputService
+
+        return OutputService(self.jobs).list(key)
+
+    def read_output(self, key: str, item: dict) -> bytes:
+        from .services.outputs import OutputService
+
+        return OutputService(self.jobs).path(
+            key, item["jobAttemptId"], item["taskRoleName"], item["taskIndex"], item["taskAttemptId"], item["path"]
+        ).read_bytes()
 
     def wait(self, timeout: float) -> None:
         if self.loops_here:
@@ -355,6 +373,46 @@ def _read_source(file: str) -> str:
         raise CliError(f"cannot read {file}: {e.strerror}") from None
 
 
+def _output_path(key: str, item: dict) -> str:
+    from urllib.parse import quote
+
+    return (f"/jobs/{key}/attempts/{item['jobAttemptId']}/taskRoles/{item['taskRoleName']}/taskIndex/"
+            f"{item['taskIndex']}/attempts/{item['taskAttemptId']}/outputs/{quote(item['path'])}")
+
+
+notebook_opts = [
+    click.option("--instances", type=click.IntRange(min=1), help="Notebook jobs: tasks that each run the notebook."),
+    click.option("--gpu", type=click.IntRange(min=0), help="Notebook jobs: GPUs per task."),
+    click.option("--cpu", type=click.IntRange(min=1), help="Notebook jobs: CPUs per task."),
+    click.option("--memory", "memory_mb", type=click.IntRange(min=1), help="Notebook jobs: memory per task (MB)."),
+    click.option("--vc", "nb_vc", help="Notebook jobs: virtual cluster."),
+]
+
+
+def with_notebook_opts(fn):
+    for opt in reversed(notebook_opts):
+        fn = opt(fn)
+    return fn
+
+
+def _job_source(file: str, parameters: dict[str, Any], nb: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(job text, parameters left to apply): a notebook becomes a papermill job with `-p` injected."""
+    given = {k: v for k, v in nb.items() if v is not None}
+    if not file.endswith(".ipynb"):
+        if given:
+            raise CliError(f"--{next(iter(given)).replace('nb_', '').replace('memory_mb', 'memory')} applies to notebooks; "
+                           "edit the job file for a YAML job")
+        return _read_source(file), parameters
+    from openxpu_lab.convert import ConversionError, notebook_to_job
+
+    try:
+        job = notebook_to_job(file, parameters=parameters, vc=given.get("nb_vc"), instances=given.get("instances"),
+                              gpu=given.get("gpu"), cpu=given.get("cpu"), memory_mb=given.get("memory_mb"))
+    except ConversionError as e:
+        raise CliError(f"{file}: {e}") from None
+    return json.dumps(job), {}
+
+
 def _wrap(fn):
     """Turn engine errors into one clean line and an exit status."""
 
@@ -418,17 +476,19 @@ def _run_and_follow(api: Api, key: str, follow_logs: bool) -> int:
 @click.argument("file")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a job parameter.")
 @click.option("--follow/--no-follow", default=True, help="Stream state and logs until the job ends.")
+@with_notebook_opts
 @with_server
 @_wrap
-def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, token: str | None, embedded: bool) -> None:
-    """Submit FILE (protocol v2 YAML/JSON) and follow it; exit 0 when it succeeds."""
-    source = _read_source(file)
+def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, token: str | None, embedded: bool,
+        **nb: Any) -> None:
+    """Submit FILE (protocol v2 YAML/JSON, or a notebook run with papermill) and follow it; exit 0 when it succeeds."""
+    source, job_params = _job_source(file, _parse_params(params), nb)
     with connected(server, token, embedded) as api:
         if isinstance(api, EmbeddedApi):
             api.start_loops()
             if api.loop_note:
                 _say(f"{api.loop_note}; following the job it runs", "yellow")
-        parameters = _parse_params(params)
+        parameters = job_params
         try:
             key = api.submit(source, parameters)
         except ConflictJobError:
@@ -450,12 +510,21 @@ def run(file: str, params: tuple[str, ...], follow: bool, server: str | None, to
 @main.command()
 @click.argument("file")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a job parameter.")
+@with_notebook_opts
 @with_server
 @_wrap
-def submit(file: str, params: tuple[str, ...], server: str | None, token: str | None, embedded: bool) -> None:
-    """Submit FILE and print the job id (user~name)."""
+def submit(file: str, params: tuple[str, ...], server: str | None, token: str | None, embedded: bool, **nb: Any) -> None:
+    """Submit FILE (a job, or a notebook run with papermill) and print the job id (user~name)."""
+    source, job_params = _job_source(file, _parse_params(params), nb)
     with connected(server, token, embedded) as api:
-        key = api.submit(_read_source(file), _parse_params(params))
+        try:
+            key = api.submit(source, job_params)
+        except ConflictJobError:
+            if not file.endswith(".ipynb"):
+                raise
+            from openxpu_lab.convert import unique_name  # a notebook is run again and again: a fresh name
+
+            key = api.submit(source, job_params, name=unique_name(json.loads(source)["name"]))
         click.echo(key)
         if isinstance(api, EmbeddedApi):
             _say("no server runs: the job waits for an engine (jupyter lab, jupyter openxpu, "
@@ -572,6 +641,30 @@ def stop(job: str, server, token, embedded) -> None:
 
 @main.command()
 @click.argument("job")
+@click.option("--task", help="Only this task, as role-index (e.g. worker-0).")
+@click.option("-o", "--out", "dest", default=".", show_default=True, help="Folder to write JOB_NAME/ROLE-INDEX/PATH into.")
+@click.option("--list", "list_only", is_flag=True, help="Only list the files.")
+@with_server
+@_wrap
+def output(job: str, task: str | None, dest: str, list_only: bool, server, token, embedded) -> None:
+    """Fetch a job's outputs (files its tasks wrote under outputs/, e.g. executed notebooks)."""
+    with connected(server, token, embedded) as api:
+        files = [f for f in api.outputs(job) if not task or f"{f['taskRoleName']}-{f['taskIndex']}" == task]
+        if not files:
+            _say(f"{job} has no outputs" + (f" for task {task}" if task else ""), "yellow")
+            return
+        for f in files:
+            where = Path(dest) / job.split("~", 1)[-1] / f"{f['taskRoleName']}-{f['taskIndex']}" / f["path"]
+            if list_only:
+                click.echo(f"{f['taskRoleName']}-{f['taskIndex']}  {f['path']}  {f['size']} bytes")
+                continue
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_bytes(api.read_output(job, f))
+            click.echo(str(where))
+
+
+@main.command()
+@click.argument("job")
 @with_server
 @_wrap
 def config(job: str, server, token, embedded) -> None:
@@ -587,6 +680,7 @@ def _mount_simulator() -> None:
 
 
 _mount_simulator()
+__import__("openxpu_server.cli_admin").cli_admin.mount(main)  # login, token, user, group, vc, storage
 
 if __name__ == "__main__":
     main()

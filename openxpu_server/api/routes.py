@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import accounts, convert, marketplace, outputs, storage, vcs
 from . import handlers as jobs
 
 
 def api_routes() -> list[tuple[Any, ...]]:
     """The documented routes: one entry per path of openapi.yaml."""
-    return [*jobs.default_handlers]
+    return [*jobs.default_handlers, *outputs.handlers, *marketplace.handlers, *accounts.handlers, *vcs.handlers,
+            *storage.handlers, *convert.handlers]
 
 
 def all_routes() -> list[tuple[Any, ...]]:
