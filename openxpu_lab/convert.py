@@ -334,17 +334,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def to_yaml(job: Mapping[str, Any]) -> str:
     """The job as readable YAML: multi-line commands as `|` blocks."""
-    import yaml
+    from openxpu_server.protocol import dump_yaml
 
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-        style = "|" if "\n" in data else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(dict(job), Dumper=Dumper, sort_keys=False, width=1000, allow_unicode=True)
+    return dump_yaml(job)
 
 
 if __name__ == "__main__":

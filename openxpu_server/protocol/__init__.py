@@ -8,7 +8,7 @@ Every rejection is a single `InvalidProtocolError(field, rule)` naming the dotte
 
 from __future__ import annotations
 
-from .parse import MASK, load_text, mask_secrets, masked_config_text, parse_job
+from .parse import MASK, dump_yaml, load_text, mask_secrets, masked_config_text, parse_job
 from .render import render
 from .schema import PROTOCOL_SCHEMA
 from .spec import DEFAULT_PRIORITY_CLASS, PRIORITY_VALUES, JobSpec, TaskRoleSpec
@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOL_SCHEMA",
     "JobSpec",
     "TaskRoleSpec",
+    "dump_yaml",
     "load_text",
     "mask_secrets",
     "masked_config_text",

@@ -529,14 +529,14 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _ConfigDumper.add_representer(str, _represent_str)
 
 
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """YAML for people: key order kept, multi-line strings (commands, scripts) as `|` blocks, long
+    lines unwrapped (the config read back, exit summaries, notebook jobs)."""
+    return yaml.dump(
+        dict(data), Dumper=_ConfigDumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=2**16
+    )
+
+
 def masked_config_text(original: str | bytes | Mapping[str, Any]) -> str:
     """The job config as users read it back: YAML in the author's key order, secrets masked."""
-    data = _load(original)
-    return yaml.dump(
-        mask_secrets(data),
-        Dumper=_ConfigDumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=2**16,
-    )
+    return dump_yaml(mask_secrets(_load(original)))

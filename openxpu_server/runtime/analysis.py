@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from ..protocol.parse import dump_yaml
 from .exit_spec import (
     RUNTIME_UNKNOWN_FAILURE_CODE,
     ExitSpec,
@@ -149,30 +150,8 @@ class Analysis:
         }
 
 
-# --------------------------------------------------------------------------------------------------
-# YAML rendering of the summary
-
-
-class _SummaryDumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    # Multi-line strings as literal blocks (readable in the portal); PyYAML falls back to a quoted
-    # style by itself when a literal block cannot represent the text.
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_SummaryDumper.add_representer(str, _represent_str)
-
-
-def _dump(doc: Mapping[str, Any]) -> str:
-    return yaml.dump(dict(doc), Dumper=_SummaryDumper, sort_keys=False, allow_unicode=True, width=1 << 16)
-
-
 def _wrap(doc: Mapping[str, Any]) -> str:
-    return f"{SUMMARY_START}\n{_dump(doc)}{SUMMARY_END}"
+    return f"{SUMMARY_START}\n{dump_yaml(doc)}{SUMMARY_END}"
 
 
 def _size(text: str) -> int:

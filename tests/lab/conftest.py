@@ -12,7 +12,6 @@ from servers import TOKEN, Server
 
 from openxpu_lab import Client
 
-DATA = Path(__file__).with_name("data")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,14 +68,6 @@ class Kernel:
     def stop(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
-
-
-def stream_text(outputs: list[dict]) -> str:
-    return "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
-
-
-def result_text(outputs: list[dict]) -> str:
-    return "".join(o["data"].get("text/plain", "") for o in outputs if o["type"] == "execute_result")
 
 
 @pytest.fixture(scope="module")

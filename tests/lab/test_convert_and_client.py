@@ -6,7 +6,7 @@ import json
 
 import nbformat
 import pytest
-from conftest import DATA
+from labdata import DATA
 from servers import TOKEN
 
 from openxpu_lab import client as client_mod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from conftest import DATA, result_text, stream_text
+from labdata import DATA, result_text, stream_text
 
 
 def job_count(live_server) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import DATA
+from labdata import DATA
 from servers import TOKEN
 
 from openxpu_lab.client import OpenXPUApiError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import shot, wait_restored, widen_panel
 from playwright.sync_api import expect
+from uipage import shot, wait_restored, widen_panel
 
 pytestmark = pytest.mark.timeout(120)
 
