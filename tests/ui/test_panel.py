@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -286,8 +287,10 @@ def test_entry_points(page, lab, console):
     lab.wait_state("alice~ui-from-file", {"SUCCEEDED"})
     assert console.unexpected() == []
     # the notebook toolbar button: the server converts the notebook (convert/notebook), the job runs
+    # with its kernel named, Lab opens it without the modal "Select Kernel" dialog
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (lab.tmp / "root" / "nb.ipynb").write_text(
-        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+        json.dumps({"cells": [], "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5})
     )
     page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:open', {path: 'nb.ipynb'}); }")
     button = page.locator('.jp-NotebookPanel-toolbar [data-command="openxpu:run-notebook"]')
