@@ -122,6 +122,21 @@ def try_claim(work_dir, body):
             pass
 
 
+def read_exit_code(work_dir):
+    """(code, diagnostics) from WORK_DIR/exit_code, None while it is not written; an unreadable code
+    counts as a launcher failure."""
+    try:
+        with open(os.path.join(work_dir, EXIT_CODE), "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+    first, _, rest = text.partition("\n")
+    try:
+        return int(first.strip()), rest.strip()
+    except ValueError:
+        return LAUNCHER_ERROR_EXIT_CODE, f"unreadable exit_code file: {text[:200]!r}"
+
+
 def write_exit_code(work_dir, code, diagnostics=""):
     """Atomically write WORK_DIR/exit_code: the code, then diagnostics lines."""
     path = os.path.join(work_dir, EXIT_CODE)

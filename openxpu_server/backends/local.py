@@ -323,22 +323,16 @@ class LocalBackend(Backend):
     # -- helpers --------------------------------------------------------------------------------
 
     def _finished(self, wd: str) -> TaskExit | None:
-        try:
-            with open(os.path.join(wd, _launcher.EXIT_CODE), "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
+        recorded = _launcher.read_exit_code(wd)
+        if recorded is None:
             return None
-        first, _, rest = text.partition("\n")
-        try:
-            code = int(first.strip())
-        except ValueError:
-            code, rest = _launcher.LAUNCHER_ERROR_EXIT_CODE, f"unreadable exit_code file: {text[:200]!r}"
+        code, diagnostics = recorded
         with self._lock:
             timer = self._timers.pop(wd, None)
         if timer is not None:
             timer[1].cancel()
         self._forget(wd)
-        return TaskExit(code, log_tail=self._log_tail(wd), diagnostics=rest.strip())
+        return TaskExit(code, log_tail=self._log_tail(wd), diagnostics=diagnostics)
 
     def _forget(self, wd: str) -> None:
         with self._lock:

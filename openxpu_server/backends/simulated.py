@@ -32,16 +32,18 @@ import time
 from collections.abc import Callable
 
 from .base import Backend, TaskExit, TaskHandle, TaskLaunch
+from .launcher import EXIT_CODE, read_exit_code
+from .local import (  # the same codes as real tasks
+    KILLED_EXIT_CODE,
+    LAUNCH_FAILED_EXIT_CODE,
+    STOPPED_EXIT_CODE,
+)
 
 RECORD = "sim.json"
-EXIT_CODE = "exit_code"
 CLAIM = "claim"
 LOG_NAMES = ("stdout", "stderr", "all")
 DURATION_ENV = "OPENXPU_SIM_DURATION"
 EXIT_CODE_ENV = "OPENXPU_SIM_EXIT_CODE"
-STOPPED_EXIT_CODE = 143
-KILLED_EXIT_CODE = 137
-LAUNCH_FAILED_EXIT_CODE = -120  # never started (PodCreationTransientError), as the local backend
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SLEEP = re.compile(r"(?<![\w-])sleep\s+(\d+(?:\.\d*)?|\.\d+)([smhd]?)(?![\w.])")
@@ -215,22 +217,16 @@ class SimulatedBackend(Backend):
 
     @staticmethod
     def _finished(wd: str) -> TaskExit | None:
-        try:
-            with open(os.path.join(wd, EXIT_CODE), encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
+        recorded = read_exit_code(wd)
+        if recorded is None:
             return None
-        first, _, rest = text.partition("\n")
-        try:
-            code = int(first.strip())
-        except ValueError:
-            code = 256
+        code, diagnostics = recorded
         try:
             with open(os.path.join(wd, "all"), encoding="utf-8", errors="replace") as f:
                 tail = f.read()[-64 * 1024 :]
         except OSError:
             tail = ""
-        return TaskExit(code, log_tail=tail, diagnostics=rest.strip())
+        return TaskExit(code, log_tail=tail, diagnostics=diagnostics)
 
 
 def _write_atomic(path: str, text: str) -> None:
