@@ -53,9 +53,9 @@ def make_spec() -> JobSpec:
 
 
 TASKS = {
-    ("ps", 0): TaskInfo("10.0.0.1", {"ssh": [15001], "http": [15002]}, []),
-    ("worker", 0): TaskInfo("10.0.0.2", {"ssh": [15010], "http": [15011], "sync": [15012, 15013]}, [0, 1]),
-    ("worker", 1): TaskInfo("10.0.0.3", {"ssh": [15020], "http": [15021], "sync": [15022, 15023]}, [2, 3]),
+    ("ps", 0): TaskInfo("127.0.1.1", {"ssh": [15001], "http": [15002]}, []),
+    ("worker", 0): TaskInfo("127.0.1.2", {"ssh": [15010], "http": [15011], "sync": [15012, 15013]}, [0, 1]),
+    ("worker", 1): TaskInfo("127.0.1.3", {"ssh": [15020], "http": [15021], "sync": [15022, 15023]}, [2, 3]),
 }
 
 EXPECTED_WORKER_1 = {
@@ -91,9 +91,9 @@ EXPECTED_WORKER_1 = {
     "FC_TASK_UID": "uid-w1",
     "FC_POD_UID": "uid-w1",
     "FC_TASK_ATTEMPT_INSTANCE_UID": "3_uid-w1",
-    "PAI_HOST_IP_ps_0": "10.0.0.1",
-    "PAI_HOST_IP_worker_0": "10.0.0.2",
-    "PAI_HOST_IP_worker_1": "10.0.0.3",
+    "PAI_HOST_IP_ps_0": "127.0.1.1",
+    "PAI_HOST_IP_worker_0": "127.0.1.2",
+    "PAI_HOST_IP_worker_1": "127.0.1.3",
     "PAI_PORT_LIST_ps_0_ssh": "15001",
     "PAI_PORT_LIST_ps_0_http": "15002",
     "PAI_PORT_LIST_worker_0_ssh": "15010",
@@ -110,12 +110,12 @@ EXPECTED_WORKER_1 = {
     "PAI_worker_1_ssh_PORT": "15020",
     "PAI_worker_1_http_PORT": "15021",
     "PAI_worker_1_sync_PORT": "15022,15023",
-    "PAI_TASK_ROLE_ps_HOST_LIST": "10.0.0.1:15002",
-    "PAI_TASK_ROLE_worker_HOST_LIST": "10.0.0.2:15011,10.0.0.3:15021",
+    "PAI_TASK_ROLE_ps_HOST_LIST": "127.0.1.1:15002",
+    "PAI_TASK_ROLE_worker_HOST_LIST": "127.0.1.2:15011,127.0.1.3:15021",
     "PAI_TASK_ROLE_INSTANCES": "ps:0,worker:0,worker:1",
-    "PAI_CURRENT_CONTAINER_IP": "10.0.0.3",
+    "PAI_CURRENT_CONTAINER_IP": "127.0.1.3",
     "PAI_CURRENT_CONTAINER_PORT": "15021",
-    "PAI_CONTAINER_HOST_IP": "10.0.0.3",
+    "PAI_CONTAINER_HOST_IP": "127.0.1.3",
     "PAI_CONTAINER_HOST_PORT": "15021",
     "PAI_CONTAINER_SSH_PORT": "15020",
     "PAI_CONTAINER_HOST_ssh_PORT_LIST": "15020",
@@ -148,7 +148,7 @@ def test_ps_environment_has_no_gpus():
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["NVIDIA_VISIBLE_DEVICES"] == "none"
     assert env["PAI_CURRENT_TASK_ROLE_NAME"] == "ps"
-    assert env["PAI_CURRENT_CONTAINER_IP"] == "10.0.0.1"
+    assert env["PAI_CURRENT_CONTAINER_IP"] == "127.0.1.1"
     assert env["PAI_CONTAINER_HOST_PORT_LIST"] == "ssh:15001;http:15002;"
     assert env["FC_FRAMEWORK_ATTEMPT_ID"] == "0" and env["FC_TASK_ATTEMPT_ID"] == "0"
     assert env["FC_TASK_UID"] == "" and "FC_TASK_ATTEMPT_INSTANCE_UID" not in env
@@ -190,14 +190,14 @@ def test_missing_tasks_are_absent_like_non_gang_jobs():
     tasks = {k: v for k, v in TASKS.items() if k != ("worker", 0)}
     env = task_environment(make_spec(), username="alice", tasks=tasks, role="worker", index=1)
     assert "PAI_HOST_IP_worker_0" not in env
-    assert env["PAI_TASK_ROLE_worker_HOST_LIST"] == "10.0.0.3:15021"
+    assert env["PAI_TASK_ROLE_worker_HOST_LIST"] == "127.0.1.3:15021"
     assert env["PAI_TASK_ROLE_INSTANCES"] == "ps:0,worker:0,worker:1"
 
 
 @pytest.mark.parametrize("gpus", [[], [5]])
 def test_gpu_task_without_enough_devices_is_refused(gpus):
     tasks = dict(TASKS)
-    tasks[("worker", 1)] = TaskInfo("10.0.0.3", {"ssh": [1], "http": [2]}, gpus)
+    tasks[("worker", 1)] = TaskInfo("127.0.1.3", {"ssh": [1], "http": [2]}, gpus)
     with pytest.raises(ValueError, match="GPU"):
         task_environment(make_spec(), username="alice", tasks=tasks, role="worker", index=1)
 
@@ -219,7 +219,7 @@ def test_extra_devices_are_not_exposed():
         ("worker", 2, TASKS),
         ("worker", -1, TASKS),
         ("worker", 1, {k: v for k, v in TASKS.items() if k != ("worker", 1)}),
-        ("worker", 1, {**TASKS, ("evaluator", 0): TaskInfo("10.0.0.9", {"http": [1]}, [])}),
+        ("worker", 1, {**TASKS, ("evaluator", 0): TaskInfo("127.0.1.9", {"http": [1]}, [])}),
     ],
 )
 def test_invalid_requests(role_name, index, tasks):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hived_layouts import nodes_layout
 
 from openxpu_server.scheduler.base import GangPlacement, GangRequest, SchedulerError, TaskRequest
 from openxpu_server.scheduler.hived import HivedScheduler
@@ -49,22 +50,6 @@ def gang(
 def role(**spec) -> dict:
     """extras.hivedScheduler with `spec` for the task role 'w'."""
     return {"taskRoles": {"w": spec}}
-
-
-def nodes_layout(vcs: dict, nodes: int = 2) -> dict:
-    """8-GPU nodes (NVLink pairs, two sockets) without racks: chain GPU-NODE."""
-    return {
-        "physicalCluster": {
-            "skuTypes": {"GPU": {"gpu": 1, "cpu": 4, "memory": 4096}},
-            "cellTypes": {
-                "GPU-PAIR": {"childCellType": "GPU", "childCellNumber": 2},
-                "GPU-SOCKET": {"childCellType": "GPU-PAIR", "childCellNumber": 2},
-                "GPU-NODE": {"childCellType": "GPU-SOCKET", "childCellNumber": 2, "isNodeLevel": True},
-            },
-            "physicalCells": [{"cellType": "GPU-NODE", "cellAddress": f"n{i + 1}"} for i in range(nodes)],
-        },
-        "virtualClusters": vcs,
-    }
 
 
 def node_quota(n: int) -> dict:

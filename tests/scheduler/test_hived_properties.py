@@ -52,6 +52,7 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from hived_layouts import nodes_layout
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -114,19 +115,7 @@ COUNTS: Counter[str] = Counter()
 
 def two_nodes(vcs: dict) -> dict:
     """2 nodes x 8 GPUs: NVLink pairs, two sockets per node."""
-    return {
-        "physicalCluster": {
-            "skuTypes": {"GPU": {"gpu": 1, "cpu": 4, "memory": 4096}},
-            "cellTypes": {
-                "GPU-PAIR": {"childCellType": "GPU", "childCellNumber": 2},
-                "GPU-SOCKET": {"childCellType": "GPU-PAIR", "childCellNumber": 2},
-                "GPU-NODE": {"childCellType": "GPU-SOCKET", "childCellNumber": 2, "isNodeLevel": True},
-            },
-            "physicalCells": [{"cellType": "GPU-NODE", "cellAddress": f"n{i + 1}"} for i in range(2)],
-        },
-        "virtualClusters": vcs,
-        "nodes": {"n1": {"hostIp": "10.0.0.1"}, "n2": {"hostIp": "10.0.0.2"}},
-    }
+    return {**nodes_layout(vcs, 2), "nodes": {"n1": {"hostIp": "127.0.1.1"}, "n2": {"hostIp": "127.0.1.2"}}}
 
 
 def cells(path: str, n: int) -> dict:
