@@ -56,39 +56,41 @@ class ManagedScheduler(Scheduler):
             else:
                 self.limits[vc] = limits
 
-    def usage(self, user: str, vc: str) -> tuple[int, int]:
-        """(GPUs, gangs) `user` holds in `vc` now."""
-        gpus = jobs = 0
+    def usage(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(user, VC) -> (GPUs, gangs) held now, in VCs with limits (one pass per schedule call)."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
         for _, req in self._held.values():
-            if req is not None and req.user == user and req.virtual_cluster == vc:
-                jobs += 1
-                gpus += sum(t.gpu for t in req.tasks)
-        return gpus, jobs
+            if req is not None and req.virtual_cluster in self.limits:
+                key = (req.user, req.virtual_cluster)
+                gpus, jobs = out.get(key, (0, 0))
+                out[key] = (gpus + sum(t.gpu for t in req.tasks), jobs + 1)
+        return out
 
     # ------------------------------------------------------------------ Scheduler
     def schedule(self, queue: Sequence[GangRequest]) -> Decision:
         with self._lock:
             self._limited = {}
             admitted: list[GangRequest] = []
-            extra: dict[tuple[str, str], tuple[int, int]] = {}
+            # held now, plus what this call admits (it may all be placed)
+            used = self.usage() if self.limits else {}
             for req in sorted(queue, key=lambda r: (r.submit_time, r.key)):
                 lim = self.limits.get(req.virtual_cluster)
                 if lim is None:
                     admitted.append(req)
                     continue
-                gpus, jobs = self.usage(req.user, req.virtual_cluster)
-                add_g, add_j = extra.get((req.user, req.virtual_cluster), (0, 0))
+                key = (req.user, req.virtual_cluster)
+                gpus, jobs = used.get(key, (0, 0))
                 need = sum(t.gpu for t in req.tasks)
                 reason = None
-                if lim.max_jobs_per_user is not None and jobs + add_j + 1 > lim.max_jobs_per_user:
-                    reason = (f"user {req.user} already runs {jobs + add_j} job(s) in VC {req.virtual_cluster}; "
+                if lim.max_jobs_per_user is not None and jobs + 1 > lim.max_jobs_per_user:
+                    reason = (f"user {req.user} already runs {jobs} job(s) in VC {req.virtual_cluster}; "
                               f"maxJobsPerUser is {lim.max_jobs_per_user}")
-                elif lim.max_gpu_per_user is not None and gpus + add_g + need > lim.max_gpu_per_user:
-                    reason = (f"user {req.user} uses {gpus + add_g} GPU(s) in VC {req.virtual_cluster} and this job "
+                elif lim.max_gpu_per_user is not None and gpus + need > lim.max_gpu_per_user:
+                    reason = (f"user {req.user} uses {gpus} GPU(s) in VC {req.virtual_cluster} and this job "
                               f"needs {need}; maxGpuPerUser is {lim.max_gpu_per_user}")
                 if reason is None:
                     admitted.append(req)
-                    extra[(req.user, req.virtual_cluster)] = (add_g + need, add_j + 1)
+                    used[key] = (gpus + need, jobs + 1)
                 else:
                     self._limited[req.key] = WaitInfo(reason, len(self._limited) + 1)
             decision = self.inner.schedule(admitted)

@@ -284,9 +284,7 @@ class HivedScheduler(Scheduler):
         for chain in chains:  # undoom unused cells: the gangs' own VCs come first
             for cell in list(chain.doomed.values()):
                 if cell.vc_use == 0:
-                    cell.doomed = False
-                    del chain.doomed[cell.idx]
-                    cell.owner.doomed -= 1
+                    self._undoom(cell)
                     self._unbind(cell, bump=False)
         bound = self._bind_around([(vc, picks) for _p, vc, prio, picks in gangs if prio >= 0 and vc])
         for placement, vc, prio, picks in gangs:
@@ -1672,6 +1670,12 @@ class HivedScheduler(Scheduler):
         if pool is not None and pool.pinned is None and not cell.doomed and cell.vc_use == 0:
             self._unbind(cell)
 
+    def _undoom(self, cell: Cell) -> None:
+        """`cell` stays bound to its VC as an ordinary cell (the caller unbinds it if unused)."""
+        cell.doomed = False
+        del cell.chain.doomed[cell.idx]
+        cell.owner.doomed -= 1
+
     def _fix_doom(self, chain: Chain) -> None:
         """Keep VC safety with bad hardware (HiveD §1.9): unbind doomed cells that are healthy and
         unused again, then bind bad free cells to VCs while healthy free cells cannot cover the
@@ -1679,9 +1683,7 @@ class HivedScheduler(Scheduler):
         for cell in list(chain.doomed.values()):
             if cell.nbad == 0:
                 pool = cell.owner
-                cell.doomed = False
-                del chain.doomed[cell.idx]
-                pool.doomed -= 1
+                self._undoom(cell)
                 if cell.vc_use == 0:
                     self._unbind(cell)
                 elif pool.vc is not None:
